@@ -1,0 +1,392 @@
+"""A typed, synchronous client for the Toksta Public API v1: one attempt per method call.
+
+It speaks the wire format (bearer auth, JSON bodies, the success/error envelopes, rate headers)
+and turns every failure into one `ApiError`. It never retries: the start-call rule and the poll
+rule differ, so retry policy belongs to the callers, who learn from `ApiError` whether the server
+may have acted on a request. Observers see every attempt, which is where the fleet-wide rate
+budget and per-request call accounting hook in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from worker import __version__
+from worker.api.errors import MALFORMED_RESPONSE, TIMEOUT, TRANSPORT_ERROR, ApiError, http_code
+from worker.api.rate import RateInfo
+
+logger = logging.getLogger("worker.api")
+
+_PLAIN_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: safe in a header, never splits a line
+_REDACTED = "[REDACTED]"
+MAX_BULK_IDS = 20
+
+# Transport failures where the request surely never reached the server.
+_NOT_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    """A successful call: the unwrapped envelope plus what the headers said."""
+
+    status: int
+    data: dict[str, Any]
+    meta: dict[str, Any]
+    rate: RateInfo
+    toksta_request_id: str | None
+    route: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One attempt as observers see it, success or failure."""
+
+    route: str
+    http_status: int | None
+    rate: RateInfo | None
+    error: ApiError | None
+    elapsed: float
+
+
+Observer = Callable[[CallRecord], None]
+
+
+def _check_plain_uuid(job_id: str) -> str:
+    """Discovery routes take plain UUIDs only; a prefixed id would 404 (and waste a call)."""
+    if not isinstance(job_id, str) or not _PLAIN_UUID.fullmatch(job_id):
+        raise ValueError(f"not a plain job UUID: {job_id!r}")
+    return job_id
+
+
+def _wait_of(body: Mapping[str, Any]) -> float | None:
+    """The server-side hold a results body asks for, when it is a usable number."""
+    wait = body.get("wait_seconds")
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+        return None
+    return float(wait)
+
+
+def _decode_json(response: httpx.Response) -> Any:
+    """The parsed body, or `_INVALID` when it is not JSON at all."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _request_id(meta: Mapping[str, Any] | None, headers: httpx.Headers) -> str | None:
+    """meta.request_id when the body has it, else the x-request-id header."""
+    if meta is not None:
+        rid = meta.get("request_id")
+        if isinstance(rid, str) and rid:
+            return rid
+    return headers.get("x-request-id") or None
+
+
+class TokstaClient:
+    """One pooled HTTP client for one API key. Thread-safe (httpx.Client is); close() when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        time_scale: float = 1.0,
+        observers: Sequence[Observer] = (),
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 20,
+    ) -> None:
+        secret = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        if not _KEY_CHARS.fullmatch(secret.get_secret_value()):
+            # Say nothing about the value: it is a secret even when it is malformed.
+            raise ValueError("api_key must be non-empty visible ASCII without spaces")
+        if timeout <= 0 or connect_timeout <= 0 or time_scale <= 0:
+            raise ValueError("timeout, connect_timeout and time_scale must be positive")
+        self._key = secret
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._time_scale = time_scale
+        self._observers = tuple(observers)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.Client(
+            base_url=self._base_url,
+            timeout=self._timeouts(None),
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": f"toksta-worker/{__version__}"},
+        )
+
+    def __repr__(self) -> str:
+        return f"TokstaClient(base_url={self._base_url!r}, api_key='**********')"
+
+    def __enter__(self) -> TokstaClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ---- starts -------------------------------------------------------------------------------
+
+    def start_thought_leaders(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/creators/thought-leaders", body=body)
+
+    def start_enrichment(self, body: Mapping[str, Any]) -> ApiResponse:
+        """200 (every creator already enriched, no jobs) and 202 are both success."""
+        return self._call("POST", "/v1/creators/enrich", body=body)
+
+    def start_content_match(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/creators/content-match", body=body)
+
+    def start_audience_match(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/creators/audience-match", body=body)
+
+    # ---- discovery jobs (plain UUIDs only) ----------------------------------------------------
+
+    def get_job(self, job_id: str) -> ApiResponse:
+        path = f"/v1/jobs/{_check_plain_uuid(job_id)}"
+        return self._call("GET", path, route="GET /v1/jobs/{id}")
+
+    def job_results(
+        self, job_id: str, *, limit: int | None = None, wait_seconds: int | None = None
+    ) -> ApiResponse:
+        body: dict[str, Any] = {"job_id": _check_plain_uuid(job_id)}
+        if limit is not None:
+            body["limit"] = limit
+        if wait_seconds is not None:
+            body["wait_seconds"] = wait_seconds
+        return self._call("POST", "/v1/jobs/results", body=body)
+
+    def job_results_bulk(self, job_ids: Sequence[str], *, limit: int | None = None) -> ApiResponse:
+        if isinstance(job_ids, str) or not 1 <= len(job_ids) <= MAX_BULK_IDS:
+            raise ValueError(f"job_results_bulk takes 1-{MAX_BULK_IDS} job ids")
+        body: dict[str, Any] = {"job_ids": [_check_plain_uuid(job_id) for job_id in job_ids]}
+        if limit is not None:
+            body["limit"] = limit
+        return self._call("POST", "/v1/jobs/results:bulk", body=body)
+
+    def cancel_job(self, job_id: str) -> ApiResponse:
+        """Always sends `{}`: the route answers 400 to a missing body."""
+        path = f"/v1/jobs/{_check_plain_uuid(job_id)}/cancel"
+        return self._call("POST", path, body={}, route="POST /v1/jobs/{id}/cancel")
+
+    # ---- results ------------------------------------------------------------------------------
+
+    def enrichment_results(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/enrichments/results", body=body)
+
+    def content_match_results(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/content-match/results", body=body)
+
+    def content_match_posts(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/content-match/posts", body=body)
+
+    def audience_match_results(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/audience-match/results", body=body)
+
+    def audience_match_details(self, body: Mapping[str, Any]) -> ApiResponse:
+        return self._call("POST", "/v1/audience-match/details", body=body)
+
+    def account_usage(self, month: str | None = None) -> ApiResponse:
+        params = {"month": month} if month is not None else None
+        return self._call("GET", "/v1/account/usage", params=params)
+
+    # ---- probes (no auth, no envelope) --------------------------------------------------------
+
+    def health(self) -> ApiResponse:
+        return self._call("GET", "/health", probe=True)
+
+    def ready(self) -> ApiResponse:
+        return self._call("GET", "/ready", probe=True)
+
+    def version(self) -> ApiResponse:
+        return self._call("GET", "/version", probe=True)
+
+    # ---- one attempt --------------------------------------------------------------------------
+
+    def _timeouts(self, wait_seconds: float | None) -> httpx.Timeout:
+        """Read timeout covers the server-side hold, so a held call is never cut short."""
+        read = self._timeout + (wait_seconds * self._time_scale if wait_seconds else 0.0)
+        return httpx.Timeout(self._timeout, connect=self._connect_timeout, read=read)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        route: str | None = None,
+        probe: bool = False,
+    ) -> ApiResponse:
+        route = route or f"{method} {path}"
+        content = None if body is None else json.dumps(dict(body), allow_nan=False).encode()
+        headers = {} if probe else self._auth_headers()
+        timeout = self._timeouts(_wait_of(body) if body is not None else None)
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        try:
+            try:
+                response = self._http.request(
+                    method, path, content=content, params=params, headers=headers, timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc) from None
+            result = self._interpret(response, route, probe)
+        except ApiError as error:
+            self._finish(route, started, response, error.rate, error)
+            raise
+        self._finish(route, started, response, result.rate, None)
+        return result
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
+
+    def _finish(
+        self,
+        route: str,
+        started: float,
+        response: httpx.Response | None,
+        rate: RateInfo | None,
+        error: ApiError | None,
+    ) -> None:
+        elapsed = time.monotonic() - started
+        status = response.status_code if response is not None else None
+        rid = error.toksta_request_id if error is not None else None
+        if response is not None and rid is None:
+            rid = response.headers.get("x-request-id")
+        logger.debug(
+            "toksta %s -> %s in %.3fs request_id=%s%s",
+            route,
+            status if status is not None else "no response",
+            elapsed,
+            rid,
+            f" error={error.code}" if error is not None else "",
+        )
+        record = CallRecord(route=route, http_status=status, rate=rate, error=error, elapsed=elapsed)
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:
+                logger.exception("call observer %r failed; the call itself is unaffected", observer)
+
+    def _transport_error(self, exc: httpx.TransportError) -> ApiError:
+        sent = not isinstance(exc, _NOT_SENT)
+        is_timeout = isinstance(exc, httpx.TimeoutException)
+        return ApiError(
+            code=TIMEOUT if is_timeout else TRANSPORT_ERROR,
+            message=self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__),
+            sent=sent,
+            retryable=True,
+        )
+
+    def _interpret(self, response: httpx.Response, route: str, probe: bool) -> ApiResponse:
+        rate = RateInfo.from_headers(response.headers)
+        payload = _decode_json(response)
+        if not response.is_success:
+            raise self._status_error(response, payload, rate)
+        if probe:
+            if not isinstance(payload, dict):
+                raise self._malformed(response, rate, "probe body is not a JSON object")
+            return ApiResponse(
+                status=response.status_code,
+                data=payload,
+                meta={},
+                rate=rate,
+                toksta_request_id=_request_id(None, response.headers),
+                route=route,
+            )
+        envelope = payload if isinstance(payload, dict) else {}
+        data, meta = envelope.get("data"), envelope.get("meta")
+        if envelope.get("success") is not True or not isinstance(data, dict) or not isinstance(meta, dict):
+            raise self._malformed(response, rate, "2xx response without the success envelope")
+        return ApiResponse(
+            status=response.status_code,
+            data=data,
+            meta=meta,
+            rate=rate,
+            toksta_request_id=_request_id(meta, response.headers),
+            route=route,
+        )
+
+    def _malformed(self, response: httpx.Response, rate: RateInfo, why: str) -> ApiError:
+        return ApiError(
+            code=MALFORMED_RESPONSE,
+            message=f"{why} (HTTP {response.status_code})",
+            http_status=response.status_code,
+            toksta_request_id=_request_id(None, response.headers),
+            rate=rate,
+            retry_after=rate.retry_after,
+        )
+
+    def _status_error(self, response: httpx.Response, payload: Any, rate: RateInfo) -> ApiError:
+        status = response.status_code
+        error = payload.get("error") if isinstance(payload, dict) else None
+        has_envelope = (
+            isinstance(payload, dict)
+            and payload.get("success") is False
+            and isinstance(error, dict)
+            and isinstance(error.get("code"), str)
+        )
+        if not has_envelope or not isinstance(error, dict):
+            return ApiError(
+                code=http_code(status),
+                message=f"HTTP {status} without the API's error envelope",
+                http_status=status,
+                toksta_request_id=_request_id(None, response.headers),
+                rate=rate,
+                retry_after=rate.retry_after,
+            )
+        meta = payload.get("meta") if isinstance(payload, dict) else None
+        message = error.get("message")
+        details = error.get("details")
+        return ApiError(
+            code=error["code"],
+            message=self._redact(message if isinstance(message, str) else ""),
+            http_status=status,
+            toksta_request_id=_request_id(meta if isinstance(meta, dict) else None, response.headers),
+            envelope=True,
+            rate=rate,
+            retry_after=rate.retry_after,
+            details=self._redact_details(details) if isinstance(details, dict) else None,
+        )
+
+    def _redact(self, text: str) -> str:
+        """Belt and braces: should anything echo the key back, it does not travel further."""
+        return text.replace(self._key.get_secret_value(), _REDACTED)
+
+    def _redact_details(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {self._redact(str(k)): self._redact_details(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact_details(item) for item in value]
+        return value

@@ -1,0 +1,559 @@
+"""Per-family rules: the one module that knows how each kind of request maps onto the API.
+
+For every kind: its start endpoint, the shape of the job ids it returns (plain UUID for thought
+leaders, `enrichment:`, `content-fit:`, `audience-fit:` prefixes for the others), which endpoint
+polls it with which selector and batch limit, how terminal state and per-item status are read,
+how a request's own `result` is cut out of a response shared with other requests (filtered to
+its items, counts recomputed, no field renamed), the contract's item rules, the follow-up
+fetches for `include`, and whether an unconfirmed start may be re-sent.
+
+Nothing else in the worker inspects API payloads: the runtime asks these rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from worker.api.client import ApiResponse, TokstaClient
+from worker.contract.models import Kind
+
+PENDING: Final = "pending"
+TERMINAL_STATES: Final = ("succeeded", "failed", "expired", "canceled")
+SEVERITY: Final = ("failed", "expired", "canceled")  # most severe first
+_PLAIN_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DEFAULT_RESULTS_LIMIT: Final = 50
+
+
+def is_plain_uuid(value: str) -> bool:
+    """Only plain UUIDs may be sent to /v1/jobs/*; a prefixed id there is a 404."""
+    return _PLAIN_UUID.fullmatch(value) is not None
+
+
+def bare_id(job_id: str) -> str:
+    """`content-fit:<uuid>` -> `<uuid>`; the match endpoints accept either and may echo either."""
+    return job_id.split(":", 1)[1] if ":" in job_id else job_id
+
+
+def item_status(raw: object) -> str:
+    """An API per-item status folded onto pending or one of the four terminal states."""
+    if isinstance(raw, str) and raw in TERMINAL_STATES:
+        return raw
+    return PENDING
+
+
+@dataclass(slots=True)
+class Item:
+    """One unit of a request: a job, a creator, or a start-time failure."""
+
+    status: str = PENDING
+    error_message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "error_message": self.error_message}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Item:
+        return cls(status=str(raw.get("status", PENDING)), error_message=raw.get("error_message"))
+
+
+@dataclass(slots=True)
+class Work:
+    """What the rules need to know of one in-flight request (a view over its registry row)."""
+
+    key: str
+    kind: Kind
+    params: dict[str, Any]
+    options: dict[str, Any]
+    job_ids: list[str]
+    items: dict[str, Item]
+    selector: dict[str, Any]
+
+    @property
+    def detail_level(self) -> str | None:
+        value = self.options.get("detail_level")
+        return str(value) if value is not None else None
+
+    @property
+    def include(self) -> list[str]:
+        return list(self.options.get("include") or [])
+
+    @property
+    def results_limit(self) -> int:
+        return int(self.options.get("results_limit") or DEFAULT_RESULTS_LIMIT)
+
+    def pending(self) -> bool:
+        return any(item.status == PENDING for item in self.items.values())
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """What a successful start response means for the request."""
+
+    job_ids: list[str]
+    items: dict[str, Item]
+    credits: float | None
+    selector: dict[str, Any]
+    synchronous: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PollRead:
+    """One request's share of a poll (or follow-up) response."""
+
+    items: dict[str, Item]
+    payload: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The request's reply status and, unless succeeded, its error code, message and counts."""
+
+    status: str
+    code: str | None
+    message: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(items: Mapping[str, Item]) -> Summary:
+    """`succeeded` when every item succeeded, else the most severe present (failed > expired > canceled)."""
+    counts = dict.fromkeys(TERMINAL_STATES, 0)
+    for item in items.values():
+        if item.status in counts:
+            counts[item.status] += 1
+    if items and counts["succeeded"] == len(items):
+        return Summary("succeeded", None, None, counts)
+    if not items:
+        return Summary("failed", "JOB_FAILED", "the start call created no job and reported no failure", counts)
+    status = next(state for state in SEVERITY if counts[state])
+    first_bad = next(item for item in items.values() if item.status != "succeeded")
+    code = {"failed": "JOB_FAILED", "expired": "JOB_EXPIRED", "canceled": "JOB_CANCELED"}[status]
+    message = first_bad.error_message or f"{counts[status]} of {len(items)} item(s) {status}"
+    return Summary(status, code, message, counts)
+
+
+def credits_of(response: ApiResponse) -> float | None:
+    """`X-Toksta-Credit-Cost`, else the start response's `credits.deducted`, else None."""
+    if response.rate.credit_cost is not None:
+        return response.rate.credit_cost
+    credits = response.data.get("credits")
+    if isinstance(credits, Mapping) and isinstance(credits.get("deducted"), (int, float)):
+        return float(credits["deducted"])
+    return None
+
+
+def _ids(values: object, key: str = "creator_id") -> list[str]:
+    """Ids from a list of strings or of objects carrying `key` (shapes the API leaves loose)."""
+    out: list[str] = []
+    for value in values if isinstance(values, list) else []:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, Mapping) and isinstance(value.get(key), str):
+            out.append(value[key])
+    return out
+
+
+def _dedupe(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+class FamilyRules:
+    """The rules of one kind. Subclasses fill in the endpoint-specific parts."""
+
+    kind: ClassVar[Kind]
+    job_id_prefix: ClassVar[str]
+    start_route: ClassVar[str]
+    poll_route: ClassVar[str]
+    batch_limit: ClassVar[int]
+    followup_route: ClassVar[str | None] = None
+    include_name: ClassVar[str | None] = None
+
+    def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
+        raise NotImplementedError
+
+    def read_start(self, response: ApiResponse, params: Mapping[str, Any]) -> StartOutcome:
+        raise NotImplementedError
+
+    def poll_group(self, work: Work) -> tuple[Any, ...]:
+        """Requests with equal groups can share one poll call."""
+        raise NotImplementedError
+
+    def poll_units(self, work: Work) -> list[str]:
+        """The ids this request adds to a shared poll call (its share of the batch limit)."""
+        raise NotImplementedError
+
+    def poll(self, client: TokstaClient, batch: Sequence[Work], wait_seconds: int) -> ApiResponse:
+        raise NotImplementedError
+
+    def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
+        raise NotImplementedError
+
+    def wants_followup(self, work: Work) -> bool:
+        """`include` asks for an extra payload, fetched for succeeded items only."""
+        return self.include_name is not None and self.include_name in work.include and bool(self.followup_units(work))
+
+    def followup_units(self, work: Work) -> list[str]:
+        return []
+
+    def followup(self, client: TokstaClient, batch: Sequence[Work]) -> ApiResponse:
+        raise NotImplementedError
+
+    def read_followup(self, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def result(self, payload: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The reply's `result`: the filtered payload, with the `include` payload beside it."""
+        if payload is None:
+            return None
+        result = dict(payload)
+        if extra is not None and self.include_name is not None:
+            result[self.include_name] = extra
+        return result
+
+    def can_cancel_at_api(self) -> bool:
+        return False
+
+
+class ThoughtLeadersRules(FamilyRules):
+    """Discovery jobs: a plain UUID, polled in bulk (20 per call) on /v1/jobs/results:bulk."""
+
+    kind = Kind.THOUGHT_LEADERS
+    job_id_prefix = ""
+    start_route = "POST /v1/creators/thought-leaders"
+    poll_route = "POST /v1/jobs/results:bulk"
+    batch_limit = 20
+
+    def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
+        return client.start_thought_leaders(params)
+
+    def read_start(self, response: ApiResponse, params: Mapping[str, Any]) -> StartOutcome:
+        job_id = response.data.get("job_id")
+        if not isinstance(job_id, str) or not is_plain_uuid(job_id):
+            raise MalformedPayload(f"thought-leaders start returned job_id {job_id!r}, not a plain UUID")
+        return StartOutcome([job_id], {job_id: Item()}, credits_of(response), {"job_id": job_id})
+
+    def poll_group(self, work: Work) -> tuple[Any, ...]:
+        return ("jobs",)
+
+    def poll_units(self, work: Work) -> list[str]:
+        return [work.selector["job_id"]]
+
+    def poll(self, client: TokstaClient, batch: Sequence[Work], wait_seconds: int) -> ApiResponse:
+        limit = max(work.results_limit for work in batch)
+        ids = _dedupe(unit for work in batch for unit in self.poll_units(work))
+        if len(ids) == 1 and wait_seconds > 0:
+            return client.job_results(ids[0], limit=limit, wait_seconds=wait_seconds)
+        return client.job_results_bulk(ids, limit=limit)
+
+    def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
+        job_id = work.selector["job_id"]
+        entry = self._entry(data, job_id)
+        if entry is None:
+            return PollRead(dict(work.items), None)
+        if entry.get("found") is False:
+            item = Item("failed", "the API no longer finds this job")
+            return PollRead({job_id: item}, {"job": entry})
+        status = item_status(entry.get("status"))
+        item = Item(status, entry.get("error_message") if status != "succeeded" else None)
+        return PollRead({job_id: item}, {"job": self._cut(entry, work.results_limit)})
+
+    @staticmethod
+    def _entry(data: Mapping[str, Any], job_id: str) -> dict[str, Any] | None:
+        single = data.get("job")
+        if isinstance(single, Mapping) and job_id in (single.get("job_id"), single.get("id")):
+            return dict(single)
+        for entry in data.get("jobs") or []:
+            if isinstance(entry, Mapping) and entry.get("job_id") == job_id:
+                return dict(entry)
+        return None
+
+    @staticmethod
+    def _cut(entry: dict[str, Any], limit: int) -> dict[str, Any]:
+        rows = entry.get("results")
+        if isinstance(rows, list) and len(rows) > limit:
+            entry = dict(entry, results=rows[:limit])
+            if "results_truncated" in entry:
+                entry["results_truncated"] = True
+        return entry
+
+    def can_cancel_at_api(self) -> bool:
+        return True
+
+
+class EnrichmentRules(FamilyRules):
+    """Creators, not jobs: `enrichment:` ids are informational; poll by merged `creator_ids`."""
+
+    kind = Kind.ENRICHMENT
+    job_id_prefix = "enrichment:"
+    start_route = "POST /v1/creators/enrich"
+    poll_route = "POST /v1/enrichments/results"
+    batch_limit = 100
+    _SELECTION_KEYS: ClassVar[tuple[str, ...]] = ("result_set_id", "result_set_ids", "top_n", "ranks")
+
+    def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
+        return client.start_enrichment(params)
+
+    def read_start(self, response: ApiResponse, params: Mapping[str, Any]) -> StartOutcome:
+        data = response.data
+        jobs = [job for job in data.get("jobs") or [] if isinstance(job, Mapping)]
+        job_ids = [str(job["job_id"]) for job in jobs if isinstance(job.get("job_id"), str)]
+        missing = set(_ids(data.get("missing_linkedin_profiles")))
+        requested = params.get("creator_ids")
+        if isinstance(requested, list):
+            creators = _dedupe(str(c) for c in requested)
+            selector: dict[str, Any] = {"creator_ids": [c for c in creators if c not in missing]}
+        else:
+            creators = _dedupe([*_ids(jobs), *missing])
+            selector = {"selection": {k: params[k] for k in self._SELECTION_KEYS if k in params}}
+        items = {c: Item("failed", "no LinkedIn profile") if c in missing else Item() for c in creators}
+        synchronous = response.status == 200 and data.get("all_complete") is True
+        return StartOutcome(job_ids, items, credits_of(response), selector, synchronous)
+
+    def poll_group(self, work: Work) -> tuple[Any, ...]:
+        if "creator_ids" in work.selector:
+            return ("creator_ids", work.detail_level)
+        return ("selection", work.key)  # a result-set selection is polled on its own
+
+    def poll_units(self, work: Work) -> list[str]:
+        return list(work.selector.get("creator_ids") or [work.key])
+
+    def poll(self, client: TokstaClient, batch: Sequence[Work], wait_seconds: int) -> ApiResponse:
+        body: dict[str, Any]
+        if "creator_ids" in batch[0].selector:
+            body = {"creator_ids": _dedupe(c for work in batch for c in work.selector["creator_ids"])}
+        else:
+            body = dict(batch[0].selector["selection"])
+        if batch[0].detail_level is not None:
+            body["detail_level"] = batch[0].detail_level
+        if wait_seconds > 0:
+            body["wait_seconds"] = wait_seconds
+        return client.enrichment_results(body)
+
+    def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
+        shared = "creator_ids" in work.selector
+        mine = set(work.selector["creator_ids"]) if shared else None
+        by_creator = _by_key(data.get("results_summary"), "creator_id")
+        not_found = set(_ids(data.get("not_found_ids")))
+        expired = set(_ids(data.get("expired_ids")))
+        creators = list(work.items) if shared else _dedupe([*work.items, *by_creator, *not_found, *expired])
+        items: dict[str, Item] = {}
+        for creator in creators:
+            previous = work.items.get(creator, Item())
+            if previous.status != PENDING:
+                items[creator] = previous
+            elif creator in not_found:
+                items[creator] = Item("failed", "creator not found by the API")
+            elif creator in expired:
+                items[creator] = Item("expired", "enrichment result expired")
+            elif creator in by_creator:
+                items[creator] = _enrichment_item(by_creator[creator])
+            else:
+                items[creator] = previous
+        payload = copy.deepcopy(dict(data))
+        if mine is not None:
+            payload = _filter_payload(payload, lambda e: e.get("creator_id") in mine, mine, "creator_id")
+        pending = sum(1 for item in items.values() if item.status == PENDING)
+        _set_if(payload, "creators_requested", len(items))
+        _set_if(payload, "pending", pending)
+        _set_if(payload, "completed", len(items) - pending)
+        _set_selected(payload, len(items))
+        return PollRead(items, payload)
+
+
+def _enrichment_item(entry: Mapping[str, Any]) -> Item:
+    """An entry's own `status` when present; else an `enriched_at` means done."""
+    if "status" in entry:
+        status = item_status(entry.get("status"))
+    else:
+        status = "succeeded" if entry.get("enriched_at") else PENDING
+    return Item(status, entry.get("error_message") if status not in ("succeeded", PENDING) else None)
+
+
+class MatchRules(FamilyRules):
+    """Content and audience fit: prefixed job ids, polled by merged `job_ids` (prefixed accepted)."""
+
+    def poll_group(self, work: Work) -> tuple[Any, ...]:
+        return ("job_ids", work.detail_level)
+
+    def poll_units(self, work: Work) -> list[str]:
+        return list(work.selector["job_ids"])
+
+    def read_start(self, response: ApiResponse, params: Mapping[str, Any]) -> StartOutcome:
+        data = response.data
+        job_ids = [str(j) for j in data.get("job_ids") or [] if isinstance(j, str)]
+        items: dict[str, Item] = {job_id: Item() for job_id in job_ids}
+        for job in data.get("jobs") or []:
+            if isinstance(job, Mapping) and isinstance(job.get("job_id"), str):
+                job_id = job["job_id"]
+                if job_id not in items:
+                    job_ids.append(job_id)
+                status = item_status(job.get("status"))
+                items[job_id] = Item(status, job.get("error_message") if status not in ("succeeded", PENDING) else None)
+        for index, failure in enumerate(data.get("failures") or []):
+            who = failure.get("creator_id") if isinstance(failure, Mapping) else failure
+            message = _failure_message(failure)
+            items[f"failure:{who if isinstance(who, str) else index}"] = Item("failed", message)
+        return StartOutcome(job_ids, items, credits_of(response), {"job_ids": job_ids})
+
+    def poll(self, client: TokstaClient, batch: Sequence[Work], wait_seconds: int) -> ApiResponse:
+        body: dict[str, Any] = {"job_ids": _dedupe(j for work in batch for j in self.poll_units(work))}
+        if batch[0].detail_level is not None:
+            body["detail_level"] = batch[0].detail_level
+        if wait_seconds > 0:
+            body["wait_seconds"] = wait_seconds
+        return self._results(client, body)
+
+    def _results(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        raise NotImplementedError
+
+    def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
+        mine = {bare_id(j) for j in work.selector["job_ids"]}
+        by_job = {bare_id(k): v for k, v in _by_key(data.get("results_summary"), "job_id").items()}
+        not_found = {bare_id(j) for j in _ids(data.get("not_found_ids"), "job_id")}
+        expired = {bare_id(j) for j in _ids(data.get("expired_ids"), "job_id")}
+        items: dict[str, Item] = {}
+        for key, previous in work.items.items():
+            bare = bare_id(key)
+            if previous.status != PENDING or bare not in mine:
+                items[key] = previous
+            elif bare in not_found:
+                items[key] = Item("failed", "analysis not found by the API")
+            elif bare in expired:
+                items[key] = Item("expired", "analysis result expired")
+            elif bare in by_job:
+                status = item_status(by_job[bare].get("status"))
+                message = by_job[bare].get("error_message") if status not in ("succeeded", PENDING) else None
+                items[key] = Item(status, message)
+            else:
+                items[key] = previous
+        payload = _filter_payload(
+            copy.deepcopy(dict(data)), lambda e: bare_id(str(e.get("job_id", ""))) in mine, mine, "job_id"
+        )
+        return PollRead(items, payload)
+
+    def followup_units(self, work: Work) -> list[str]:
+        return [j for j in work.selector["job_ids"] if work.items.get(j, Item()).status == "succeeded"]
+
+    def followup(self, client: TokstaClient, batch: Sequence[Work]) -> ApiResponse:
+        body: dict[str, Any] = {"job_ids": _dedupe(j for work in batch for j in self.followup_units(work))}
+        if batch[0].detail_level is not None:
+            body["detail_level"] = batch[0].detail_level
+        return self._followup(client, body)
+
+    def _followup(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        raise NotImplementedError
+
+    def read_followup(self, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
+        mine = {bare_id(j) for j in self.followup_units(work)}
+        return _filter_payload(
+            copy.deepcopy(dict(data)), lambda e: bare_id(str(e.get("job_id", ""))) in mine, mine, "job_id"
+        )
+
+
+class ContentMatchRules(MatchRules):
+    kind = Kind.CONTENT_MATCH
+    job_id_prefix = "content-fit:"
+    start_route = "POST /v1/creators/content-match"
+    poll_route = "POST /v1/content-match/results"
+    followup_route = "POST /v1/content-match/posts"
+    include_name = "posts"
+    batch_limit = 50
+
+    def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
+        return client.start_content_match(params)
+
+    def _results(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        return client.content_match_results(body)
+
+    def _followup(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        return client.content_match_posts(body)
+
+
+class AudienceMatchRules(MatchRules):
+    kind = Kind.AUDIENCE_MATCH
+    job_id_prefix = "audience-fit:"
+    start_route = "POST /v1/creators/audience-match"
+    poll_route = "POST /v1/audience-match/results"
+    followup_route = "POST /v1/audience-match/details"
+    include_name = "details"
+    batch_limit = 50
+
+    def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
+        return client.start_audience_match(params)
+
+    def _results(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        return client.audience_match_results(body)
+
+    def _followup(self, client: TokstaClient, body: dict[str, Any]) -> ApiResponse:
+        return client.audience_match_details(body)
+
+
+class MalformedPayload(ValueError):
+    """A 2xx response whose payload breaks the documented shape."""
+
+
+RULES: Final[dict[Kind, FamilyRules]] = {
+    Kind.THOUGHT_LEADERS: ThoughtLeadersRules(),
+    Kind.ENRICHMENT: EnrichmentRules(),
+    Kind.CONTENT_MATCH: ContentMatchRules(),
+    Kind.AUDIENCE_MATCH: AudienceMatchRules(),
+}
+
+
+def rules_for(kind: Kind | str) -> FamilyRules:
+    return RULES[Kind(kind)]
+
+
+def may_resend_unconfirmed(kind: Kind | str, resend_kinds: frozenset[str]) -> bool:
+    """The API has no idempotency key: re-sending an unconfirmed start is off unless configured."""
+    return Kind(kind).value in resend_kinds
+
+
+def _failure_message(failure: object) -> str:
+    if isinstance(failure, Mapping):
+        for key in ("message", "error_message", "error", "reason"):
+            if isinstance(failure.get(key), str):
+                return str(failure[key])
+    return "the API could not start this item"
+
+
+def _by_key(entries: object, key: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get(key), str):
+            out[entry[key]] = dict(entry)
+    return out
+
+
+def _filter_payload(
+    payload: dict[str, Any], keep: Callable[[Mapping[str, Any]], bool], mine: set[str], key: str
+) -> dict[str, Any]:
+    """Keep only this request's entries of a shared response and recompute the counts."""
+    normalize = bare_id if key == "job_id" else (lambda value: value)
+    for list_name in ("results_summary", "results"):
+        entries = payload.get(list_name)
+        if isinstance(entries, list):
+            payload[list_name] = [e for e in entries if isinstance(e, Mapping) and keep(e)]
+    for list_name in ("not_found_ids", "expired_ids"):
+        ids = payload.get(list_name)
+        if isinstance(ids, list):
+            payload[list_name] = [i for i in ids if isinstance(i, str) and normalize(i) in mine]
+    not_found = len(payload.get("not_found_ids") or [])
+    _set_if(payload, "requested_count", len(mine))
+    _set_if(payload, "found_count", len(mine) - not_found)
+    _set_selected(payload, len(mine))
+    return payload
+
+
+def _set_if(payload: dict[str, Any], name: str, value: int) -> None:
+    if name in payload:
+        payload[name] = value
+
+
+def _set_selected(payload: dict[str, Any], count: int) -> None:
+    selection = payload.get("selection")
+    if isinstance(selection, dict) and "selected_count" in selection:
+        payload["selection"] = dict(selection, selected_count=count)

@@ -1,0 +1,91 @@
+"""Publishing a finished request's reply to every sender, then marking it done.
+
+The reply is fixed in the row before anything is published, so every copy (to duplicate senders,
+or again after a crash) carries the same body and `message_id`. The row becomes `done` only when
+every target has been published to; a sender who arrives while this runs is caught by the
+version check and served in the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from worker.amqp.publisher import Publisher
+from worker.families import rules_for
+from worker.runtime import replies
+from worker.runtime.registry import DONE, FINISHING, Registry
+from worker.runtime.replies import Target
+
+log = logging.getLogger(__name__)
+
+
+def build_reply(row: dict[str, Any], now: float) -> dict[str, Any]:
+    """The reply body of a finished row (its outcome, job ids, filtered result, accounting)."""
+    outcome = row["outcome"]
+    if "result" in outcome:
+        result = outcome["result"]
+    elif row["kind"] == "cancel":
+        result = None
+    else:
+        result = rules_for(row["kind"]).result(row.get("payload"), row.get("extra"))
+    return replies.reply_body(
+        request_id=row["request_id"],
+        kind=row["kind"],
+        status=outcome["status"],
+        job_ids=row.get("job_ids") or [],
+        result=result,
+        error=outcome.get("error"),
+        api_calls=float(row.get("api_calls") or 0.0),
+        credits=row.get("credits"),
+        received_at=float(row["received_at"]),
+        finished_at=now,
+    )
+
+
+def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes: int) -> dict[str, Any] | None:
+    """Publish the reply of a FINISHING (or DONE) row to every target not yet served; mark it done."""
+    for _ in range(10):
+        current = registry.get(key)
+        if current is None:
+            return None
+        row = current.value
+        if row["state"] not in (FINISHING, DONE) or (row.get("outcome") is None and row.get("reply") is None):
+            return row
+        if row.get("reply") is None:
+            row["reply"] = build_reply(row, time.time())
+            version = registry.save(key, row, current.version)
+            if version is None:
+                continue
+        else:
+            version = current.version
+        body, status = replies.encode(row["reply"], max_reply_bytes)
+        served = [t for t in row["targets"] if t not in row["published"]]
+        for target in served:
+            publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
+        row["published"] = row["published"] + served
+        row["state"] = DONE
+        row["payload"] = None  # the reply holds what is needed; keep done rows small
+        row["extra"] = None
+        if registry.save(key, row, version) is not None:
+            return row
+    log.warning("reply of %s not marked done after 10 rounds; the next tick retries", key)
+    return None
+
+
+def publish_to(publisher: Publisher, target: Target, reply: dict[str, Any], body: bytes, status: str) -> None:
+    """One copy of a reply, with this sender's correlation id and trace context."""
+    message_id = replies.reply_message_id(reply["request_id"])
+    props = replies.properties(message_id, target.correlation_id, status, target.traceparent)
+    outcome = publisher.publish_reply(target.queue, body, props)
+    log.info(
+        "reply published",
+        extra={
+            "request_id": reply["request_id"],
+            "kind": reply["kind"],
+            "status": status,
+            "queue": target.queue,
+            "outcome": str(outcome),
+        },
+    )

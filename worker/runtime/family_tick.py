@@ -1,0 +1,569 @@
+"""What one tick of one family does, in priority order.
+
+1. Deliver finished work: follow-up fetches for `include` (coalesced), then replies.
+2. Cancels of running requests (thought leaders are canceled at the API).
+3. Starts of admitted requests, oldest first, as the rate budget allows; deadlines of waiting ones.
+4. One coalesced poll round over every due request of the family, fleet-wide: as few calls as the
+   endpoints' batch limits allow, split by `detail_level`; deadlines of running ones.
+Then the tick says how long until it is next needed. Every API call is taken from the shared rate
+budget first; when the budget says wait, the tick stops and re-arms for then.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from worker.api.client import ApiResponse
+from worker.api.errors import ApiError
+from worker.contract.models import ErrorCode, Status
+from worker.families import (
+    FamilyRules,
+    Item,
+    MalformedPayload,
+    Work,
+    may_resend_unconfirmed,
+    rules_for,
+    summarize,
+)
+from worker.runtime import deliver as delivery
+from worker.runtime.budget import Grant, Priority
+from worker.runtime.context import Runtime
+from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING
+from worker.runtime.replies import error_object
+from worker.runtime.rows import next_interval, to_finishing, work_of
+
+log = logging.getLogger(__name__)
+
+ROW_ERROR_LIMIT = 5
+SCAN_LIMIT = 500
+
+
+class Superseded(RuntimeError):
+    """The tick lost its lease; another tick owns the family now."""
+
+
+class BudgetWait(RuntimeError):
+    """The rate budget said wait; the tick ends and re-arms for then."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"budget: wait {wait:.3f}s")
+        self.wait = wait
+
+
+class FamilyTick:
+    """One run of one family's tick."""
+
+    def __init__(self, rt: Runtime, kind: str, renew: Callable[[], bool], token: str) -> None:
+        self.rt = rt
+        self.kind = kind
+        self.rules: FamilyRules = rules_for(kind)
+        self.renew = renew
+        self.token = token
+        self.settings = rt.settings
+        self.registry = rt.registry
+        self.budget_wait: float | None = None
+
+    # -- entry ----------------------------------------------------------------------------------
+
+    def run(self) -> float:
+        """Do the due work; return the real seconds until this family next needs a tick."""
+        for phase in (
+            self.finish_phase,
+            self.cancel_phase,
+            self.start_phase,
+            self.poll_phase,
+            self.finish_phase,
+        ):
+            try:
+                phase()
+            except BudgetWait as wait:
+                self.budget_wait = wait.wait
+                break
+        return self.next_delay()
+
+    def next_delay(self) -> float:
+        now = time.time()
+        candidates = [self.settings.tick_max_idle_seconds]
+        if self.budget_wait is not None:
+            candidates.append(self.budget_wait)
+        for index in ("waiting", "running", "finishing"):
+            due = self.registry.next_due(index, self.kind)
+            if due is not None:
+                candidates.append(due - now)
+        return max(0.0, min(candidates))
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def call(self, priority: Priority, keys: Sequence[str], fn: Callable[[], ApiResponse]) -> ApiResponse:
+        """Make one API call for `keys` under the budget; its cost is shared 1/k among them.
+
+        Raises BudgetWait when the budget refuses, Superseded when the lease is gone, ApiError
+        when the call fails (its cost is still booked).
+        """
+        grant: Grant = self.rt.budget.acquire(priority)
+        if not grant.granted:
+            raise BudgetWait(grant.wait)
+        if not self.renew():
+            raise Superseded(self.kind)
+        try:
+            response = fn()
+        except ApiError as err:
+            if err.sent or err.http_status is not None:
+                self.book(keys)
+            raise
+        self.book(keys)
+        return response
+
+    def book(self, keys: Sequence[str]) -> None:
+        """Add this call's share to each request's `api_calls`."""
+        share = 1.0 / len(keys)
+
+        def add(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["state"] == DONE:
+                log.warning("call share for an already answered request", extra={"request_id": row["request_id"]})
+                return None
+            row["api_calls"] = float(row.get("api_calls") or 0.0) + share
+            return row
+
+        for key in keys:
+            self.registry.update(key, add)
+
+    # -- 1. finished work -----------------------------------------------------------------------
+
+    def finish_phase(self) -> None:
+        keys = self.registry.due("finishing", self.kind, until=float("inf"), limit=SCAN_LIMIT)
+        if not keys:
+            return
+        rows = self._load(keys)
+        needing = [(k, r) for k, r in rows if r.get("needs_followup")]
+        if needing:
+            self._followups(needing)
+        for key, row in self._load(keys):
+            if not row.get("needs_followup"):
+                delivery.deliver(self.registry, self.rt.publisher(), key, self.settings.max_reply_bytes)
+            if row.get("cancel"):
+                self._resolve_cancel_request(row["cancel"], {"canceled": False, "reason": "already_terminal"})
+
+    def _followups(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
+        for key, row in rows:
+            work = work_of(key, row)
+            groups[(work.detail_level,)].append(work)
+        for batch in self._batches(groups):
+            keys = [w.key for w in batch]
+            try:
+                response = self.call(Priority.FINISH, keys, lambda b=batch: self.rules.followup(self.rt.client, b))  # type: ignore[misc]
+            except ApiError as err:
+                self._followup_failed(batch, err)
+                continue
+            for work in batch:
+                extra = self.rules.read_followup(response.data, work)
+                self.registry.update(work.key, lambda row, e=extra: dict(row, extra=e, needs_followup=False))  # type: ignore[misc]
+
+    def _followup_failed(self, batch: list[Work], err: ApiError) -> None:
+        """A follow-up that cannot succeed ends with the reply it has; a transient one is retried."""
+        log.warning("follow-up fetch failed: %s", err)
+        if err.retryable:
+            return
+        for work in batch:
+            self.registry.update(work.key, lambda row: dict(row, needs_followup=False))
+
+    # -- 2. cancels -----------------------------------------------------------------------------
+
+    def cancel_phase(self) -> None:
+        for key, row in self._load(self.registry.due("cancels", self.kind, until=float("inf"), limit=SCAN_LIMIT)):
+            if row["state"] != RUNNING or not row.get("cancel"):
+                continue
+            if self.rules.can_cancel_at_api():
+                self._cancel_at_api(key, row)
+            else:
+                self._stop_polling(key, row)
+
+    def _stop_polling(self, key: str, row: dict[str, Any]) -> None:
+        cancel_key = row["cancel"]
+
+        def stop(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != RUNNING:
+                return None
+            error = error_object(
+                ErrorCode.CANCELED_BY_REQUEST,
+                "canceled by a cancel request; the API job continues",
+                details={"api_job_continues": True, "canceled_by": _request_id_of(cancel_key)},
+            )
+            r["cancel"] = None
+            return to_finishing(r, Status.CANCELED, error, time.time())
+
+        if self.registry.update(key, stop) is not None:
+            self._resolve_cancel_request(cancel_key, {"canceled": True, "reason": "polling_stopped"})
+
+    def _cancel_at_api(self, key: str, row: dict[str, Any]) -> None:
+        cancel_key = row["cancel"]
+        job_id = row["job_ids"][0]
+        try:
+            response = self.call(Priority.FINISH, [key], lambda: self.rt.client.cancel_job(job_id))
+        except ApiError as err:
+            if err.retryable:
+                return
+            self.registry.update(key, lambda r: dict(r, cancel=None))
+            self._resolve_cancel_request(cancel_key, None, error=_api_error(err))
+            return
+        job = _job_of(response)
+        if job.get("canceled") is True:
+
+            def canceled(r: dict[str, Any]) -> dict[str, Any]:
+                r["cancel"] = None
+                r["items"] = {k: {"status": "canceled", "error_message": job.get("error_message")} for k in r["items"]}
+                error = error_object(
+                    ErrorCode.CANCELED_BY_REQUEST,
+                    "canceled by a cancel request",
+                    details={"canceled_by": _request_id_of(cancel_key)},
+                )
+                return to_finishing(r, Status.CANCELED, error, time.time())
+
+            self.registry.update(key, canceled)
+            self._resolve_cancel_request(
+                cancel_key, {"canceled": True, "reason": str(job.get("reason") or "cancel_applied")}
+            )
+        else:
+            # Already terminal at the API: the request ends in that state at its next poll.
+            self.registry.update(key, lambda r: dict(r, cancel=None, next_poll_at=time.time()))
+            self._resolve_cancel_request(
+                cancel_key, {"canceled": False, "reason": str(job.get("reason") or "already_terminal")}
+            )
+
+    def _resolve_cancel_request(
+        self, cancel_key: str, result: dict[str, Any] | None, *, error: dict[str, Any] | None = None
+    ) -> None:
+        def resolve(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != PENDING_CANCEL:
+                return None
+            status = Status.SUCCEEDED if error is None else Status.ERROR
+            return to_finishing(r, status, error, time.time(), result=result)
+
+        if self.registry.update(cancel_key, resolve) is not None:
+            delivery.deliver(self.registry, self.rt.publisher(), cancel_key, self.settings.max_reply_bytes)
+
+    # -- 3. starts ------------------------------------------------------------------------------
+
+    def start_phase(self) -> None:
+        now = time.time()
+        for key in self.registry.due("waiting", self.kind, until=now, limit=SCAN_LIMIT):
+            current = self.registry.get(key)
+            if current is None or current.value["state"] != WAITING:
+                continue
+            row = current.value
+            if now >= row["deadline_at"]:
+                self._expire_waiting(key)
+                continue
+            if row.get("next_start_at", 0.0) > now:
+                continue
+            self._start(key)
+
+    def _expire_waiting(self, key: str) -> None:
+        def expire(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != WAITING:
+                return None
+            last = r.get("last_start_error")
+            if last:
+                error = error_object(
+                    ErrorCode.UPSTREAM_UNAVAILABLE,
+                    f"the API stayed unavailable until the deadline (last: {last.get('code')} {last.get('message')})",
+                    retryable=True,
+                    http_status=last.get("http_status"),
+                    toksta_request_id=last.get("toksta_request_id"),
+                    details={"start_attempts": r.get("start_attempts", 0)},
+                )
+            else:
+                error = error_object(ErrorCode.DEADLINE_EXCEEDED, "not started before the deadline", retryable=True)
+            return to_finishing(r, Status.ERROR, error, time.time(), result=None)
+
+        self.registry.update(key, expire)
+
+    def _start(self, key: str) -> None:
+        grant = self.rt.budget.acquire(Priority.START)
+        if not grant.granted:
+            raise BudgetWait(grant.wait)
+        if not self.renew():
+            raise Superseded(self.kind)
+
+        def claim(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != WAITING:
+                return None
+            r["state"] = STARTING
+            r["start_token"] = self.token
+            r["start_attempts"] = int(r.get("start_attempts") or 0) + 1
+            r["next_poll_at"] = 0.0
+            return r
+
+        row = self.registry.update(key, claim)
+        if row is None or row["state"] != STARTING or row.get("start_token") != self.token:
+            return
+        try:
+            response = self.rules.start(self.rt.client, row["params"])
+        except ApiError as err:
+            self._start_failed(key, err)
+            return
+        self._started(key, response, row["params"])
+
+    def _started(self, key: str, response: ApiResponse, params: dict[str, Any]) -> None:
+        try:
+            outcome = self.rules.read_start(response, params)
+        except MalformedPayload as exc:
+            error = error_object(
+                ErrorCode.START_UNCONFIRMED,
+                f"the start response was unreadable: {exc}",
+                toksta_request_id=response.toksta_request_id,
+                details={"may_have_started": True},
+            )
+            self.registry.update(
+                key,
+                lambda r: to_finishing(dict(r, api_calls=r["api_calls"] + 1), Status.ERROR, error, time.time()),
+            )
+            return
+        now = time.time()
+
+        def running(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != STARTING or r.get("start_token") != self.token:
+                log.warning("start of %s finished after its row moved on", key)
+                return None
+            r["api_calls"] = float(r.get("api_calls") or 0.0) + 1
+            r["job_ids"] = outcome.job_ids
+            r["items"] = {k: v.as_dict() for k, v in outcome.items.items()}
+            r["selector"] = outcome.selector
+            r["credits"] = outcome.credits
+            r["state"] = RUNNING
+            r["poll_interval"] = None
+            needs_poll = any(i.status == "pending" for i in outcome.items.values()) or outcome.synchronous
+            r["next_poll_at"] = now if outcome.synchronous else now + self.settings.scaled(next_interval(None))
+            if not needs_poll:
+                return self._terminal(r, now)
+            return r
+
+        self.registry.update(key, running)
+
+    def _start_failed(self, key: str, err: ApiError) -> None:
+        now = time.time()
+        resend = err.safe_to_resend or (
+            err.outcome_unknown and may_resend_unconfirmed(self.kind, self.settings.resend_unconfirmed_start)
+        )
+
+        def failed(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != STARTING or r.get("start_token") != self.token:
+                return None
+            if err.sent or err.http_status is not None:
+                r["api_calls"] = float(r.get("api_calls") or 0.0) + 1
+            if resend:
+                r["state"] = WAITING
+                r["last_start_error"] = err.to_dict()
+                wait = err.retry_after if err.retry_after is not None else _backoff(int(r["start_attempts"]))
+                r["next_start_at"] = now + self.settings.scaled(wait)
+                return r
+            if err.outcome_unknown:
+                error = error_object(
+                    ErrorCode.START_UNCONFIRMED,
+                    f"the start call's outcome is unknown ({err.code}); not re-sent: the API has no idempotency key",
+                    toksta_request_id=err.toksta_request_id,
+                    http_status=err.http_status,
+                    details={"may_have_started": True, "cause": err.code},
+                )
+            else:
+                error = _api_error(err)
+            return to_finishing(r, Status.ERROR, error, now, result=None)
+
+        self.registry.update(key, failed)
+
+    # -- 4. polls -------------------------------------------------------------------------------
+
+    def poll_phase(self) -> None:
+        now = time.time()
+        horizon = now + self.settings.scaled(self.settings.poll_coalesce_seconds)
+        keys = self.registry.due("running", self.kind, until=horizon, limit=SCAN_LIMIT)
+        groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
+        for key, row in self._load(keys):
+            if row["state"] == STARTING:
+                if row.get("start_token") != self.token:
+                    self._recover_unconfirmed(key, row)
+                continue
+            if row["state"] != RUNNING:
+                continue
+            if now >= row["deadline_at"] and not row.get("deadline_checked"):
+                self._deadline(key, row)
+                continue
+            work = work_of(key, row)
+            group = ("solo", key) if row.get("poll_alone") else self.rules.poll_group(work)
+            groups[group].append(work)
+        for batch in self._batches(groups):
+            self._poll_batch(batch)
+
+    def _poll_batch(self, batch: list[Work]) -> None:
+        keys = [w.key for w in batch]
+        wait = self.settings.poll_wait_seconds if len(batch) == 1 else 0
+        try:
+            response = self.call(Priority.POLL, keys, lambda: self.rules.poll(self.rt.client, batch, wait))
+        except ApiError as err:
+            self._poll_failed(batch, err)
+            return
+        now = time.time()
+        for work in batch:
+            try:
+                read = self.rules.read_poll(response.data, work)
+            except Exception:
+                log.exception("could not read a poll response", extra={"request_id": work.key})
+                self._row_error(work.key)
+                continue
+            self.registry.update(work.key, lambda r, rd=read: self._apply_poll(r, rd, now))  # type: ignore[misc]
+
+    def _apply_poll(self, row: dict[str, Any], read: Any, now: float) -> dict[str, Any] | None:
+        if row["state"] != RUNNING:
+            return None
+        row["items"] = {k: v.as_dict() for k, v in read.items.items()}
+        if read.payload is not None:
+            row["payload"] = read.payload
+        if not any(v.status == "pending" for v in read.items.values()):
+            return self._terminal(row, now)
+        if now >= row["deadline_at"]:
+            return self._deadline_row(row, now)
+        interval = next_interval(row.get("poll_interval"))
+        row["poll_interval"] = interval
+        row["next_poll_at"] = now + self.settings.scaled(interval)
+        return row
+
+    def _terminal(self, row: dict[str, Any], now: float) -> dict[str, Any]:
+        items = {k: Item.from_dict(v) for k, v in row["items"].items()}
+        summary = summarize(items)
+        error = None
+        if summary.status != Status.SUCCEEDED:
+            error = error_object(str(summary.code), str(summary.message), details=summary.counts)
+        work = work_of("", row)
+        row["needs_followup"] = self.rules.wants_followup(work)
+        return to_finishing(row, summary.status, error, now)
+
+    def _poll_failed(self, batch: list[Work], err: ApiError) -> None:
+        log.warning("poll failed: %s", err)
+        now = time.time()
+        for work in batch:
+
+            def backoff(r: dict[str, Any]) -> dict[str, Any] | None:
+                if r["state"] != RUNNING:
+                    return None
+                if not err.retryable and len(batch) == 1:
+                    return to_finishing(r, Status.ERROR, _api_error(err), now)
+                if not err.retryable:
+                    r["poll_alone"] = True  # find the request the API objects to
+                interval = next_interval(r.get("poll_interval"))
+                r["poll_interval"] = interval
+                r["next_poll_at"] = now + self.settings.scaled(err.retry_after or interval)
+                return r
+
+            self.registry.update(work.key, backoff)
+
+    def _deadline(self, key: str, row: dict[str, Any]) -> None:
+        if self.rules.can_cancel_at_api() and row.get("job_ids"):
+            try:
+                response = self.call(Priority.FINISH, [key], lambda: self.rt.client.cancel_job(row["job_ids"][0]))
+            except ApiError as err:
+                log.warning("deadline cancel failed: %s", err)
+            else:
+                job = _job_of(response)
+                if job.get("canceled") is False:
+                    # Already terminal at the API: one more poll tells the final state.
+                    self.registry.update(key, lambda r: dict(r, deadline_checked=True, next_poll_at=time.time()))
+                    return
+        self.registry.update(key, lambda r: self._deadline_row(r, time.time()) if r["state"] == RUNNING else None)
+
+    def _deadline_row(self, row: dict[str, Any], now: float) -> dict[str, Any]:
+        error = error_object(
+            ErrorCode.DEADLINE_EXCEEDED,
+            "the request did not reach a terminal state by its deadline",
+            retryable=True,
+            details={"deadline_at": row["deadline_at"]},
+        )
+        return to_finishing(row, Status.ERROR, error, now)
+
+    def _recover_unconfirmed(self, key: str, row: dict[str, Any]) -> None:
+        """A start that a dead (or superseded) tick began: its outcome is unknown."""
+        if may_resend_unconfirmed(self.kind, self.settings.resend_unconfirmed_start):
+            self.registry.update(
+                key,
+                lambda r: dict(r, state=WAITING, next_start_at=time.time()) if r["state"] == STARTING else None,
+            )
+            return
+        error = error_object(
+            ErrorCode.START_UNCONFIRMED,
+            "the worker stopped during the start call; its outcome is unknown",
+            details={"may_have_started": True, "cause": "WORKER_INTERRUPTED"},
+        )
+        self.registry.update(
+            key,
+            lambda r: (
+                to_finishing(r, Status.ERROR, error, time.time(), result=None) if r["state"] == STARTING else None
+            ),
+        )
+
+    def _row_error(self, key: str) -> None:
+        def bump(r: dict[str, Any]) -> dict[str, Any]:
+            r["row_errors"] = int(r.get("row_errors") or 0) + 1
+            if r["row_errors"] >= ROW_ERROR_LIMIT:
+                error = error_object(
+                    ErrorCode.POISON_MESSAGE, "the worker failed on this request's API data repeatedly"
+                )
+                return to_finishing(r, Status.ERROR, error, time.time())
+            r["next_poll_at"] = time.time() + self.settings.scaled(next_interval(r.get("poll_interval")))
+            return r
+
+        self.registry.update(key, bump)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _load(self, keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v.value) for k, v in zip(keys, self.registry.get_many(keys), strict=True) if v is not None]
+
+    def _batches(self, groups: dict[tuple[Any, ...], list[Work]]) -> list[list[Work]]:
+        """Split each group so no call carries more ids than the endpoint takes."""
+        batches: list[list[Work]] = []
+        for works in groups.values():
+            batch: list[Work] = []
+            units = 0
+            for work in works:
+                size = max(1, len(self.rules.poll_units(work)))
+                if batch and units + size > self.rules.batch_limit:
+                    batches.append(batch)
+                    batch, units = [], 0
+                batch.append(work)
+                units += size
+            if batch:
+                batches.append(batch)
+        return batches
+
+
+def _api_error(err: ApiError) -> dict[str, Any]:
+    """The API's own error as the reply's error object: its code, status and meta.request_id."""
+    return error_object(
+        err.code,
+        err.message,
+        retryable=False,
+        http_status=err.http_status,
+        toksta_request_id=err.toksta_request_id,
+        details=err.details,
+    )
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(2.0 * 2 ** max(attempts - 1, 0), 30.0))
+
+
+def _job_of(response: ApiResponse) -> dict[str, Any]:
+    """`data.job` of a cancel response (an empty dict when the API left it out)."""
+    job = response.data.get("job")
+    return dict(job) if isinstance(job, dict) else {}
+
+
+def _request_id_of(key: str) -> str:
+    return key.split(":", 2)[2] if key.count(":") >= 2 else key
+
+
+__all__ = ["FINISHING", "FamilyTick", "Superseded"]

@@ -1,0 +1,206 @@
+"""The pika consumer on the request queue: count, validate, hand off durably, then acknowledge.
+
+Other systems publish plain JSON with AMQP properties, not dramatiq messages, so this is a plain
+pika consumer on its own thread and connection. A message is acknowledged only after its outcome
+is durable (a registry row, a confirmed reply or a confirmed dead letter), so a crash in between
+redelivers it and loses nothing. Requests are taken only while the fleet's admission window has
+room, so the request queue's depth is the real backlog. Deliveries are counted in the state store
+(not by the broker) so a message is dead-lettered as poison only after it failed the handler
+itself `POISON_DELIVERY_LIMIT` times; SIGKILLed neighbours never count against innocent messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic
+
+from worker.amqp.connection import AmqpError, open_connection
+from worker.contract.validation import InvalidMessage, MessageLimits, validate_message
+from worker.runtime.context import Runtime
+from worker.runtime.intake import Delivery, Intake
+from worker.state.base import StateStoreError
+
+log = logging.getLogger(__name__)
+
+ADMISSION_RECHECK_SECONDS = 0.1
+_INFRA_ERRORS = (StateStoreError, AmqpError, pika.exceptions.AMQPError, OSError)
+
+
+class InfrastructureDown(RuntimeError):
+    """The state store or the broker failed: stop consuming, requeue, reconnect after a pause."""
+
+
+class Ingress:
+    """Consumes the request queue on a thread of its own."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.limits = MessageLimits(self.settings.max_request_bytes, self.settings.request_queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="toksta-ingress", daemon=True)
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self.consuming = threading.Event()
+        self._busy = threading.Lock()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop taking messages; unacknowledged ones go back to the queue when the channel closes."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pause = 0.5
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                pause = 0.5
+            except (InfrastructureDown, *_INFRA_ERRORS) as exc:
+                log.warning("ingress paused: %s: %s", type(exc).__name__, exc)
+            finally:
+                self.consuming.clear()
+                self._close()
+            self._stop.wait(pause)
+            pause = min(pause * 2, 10.0)
+        self.rt.close_thread_resources()
+
+    def _consume(self) -> None:
+        self._connection = open_connection(self.settings.amqp_url, name="toksta-worker:ingress")
+        self._channel = self._connection.channel()
+        self._channel.basic_qos(prefetch_count=self.settings.ingress_prefetch)
+        self._channel.basic_consume(self.settings.request_queue, self._on_message, auto_ack=False)
+        self.consuming.set()
+        log.info("ingress consuming %s", self.settings.request_queue)
+        while not self._stop.is_set():
+            self._connection.process_data_events(time_limit=0.5)
+            self.rt.publisher().process_events()
+
+    def _close(self) -> None:
+        try:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+        except Exception:
+            log.debug("closing the ingress connection failed", exc_info=True)
+        self._connection = None
+        self._channel = None
+
+    # -- one message ----------------------------------------------------------------------------
+
+    def _on_message(
+        self, channel: BlockingChannel, method: Basic.Deliver, properties: pika.BasicProperties, body: bytes
+    ) -> None:
+        if self._stop.is_set():
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return
+        if not self._admitted():
+            assert self._connection is not None
+            self._connection.call_later(
+                ADMISSION_RECHECK_SECONDS, lambda: self._on_message(channel, method, properties, body)
+            )
+            return
+        self.handle(
+            Delivery(body, properties),
+            lambda: channel.basic_ack(method.delivery_tag),
+            lambda: channel.basic_nack(method.delivery_tag, requeue=True),
+        )
+
+    def _admitted(self) -> bool:
+        try:
+            return self.rt.registry.count_waiting() < self.settings.admission_window
+        except StateStoreError as exc:
+            raise InfrastructureDown(str(exc)) from exc
+
+    def handle(self, message: Delivery, ack: Any, nack: Any) -> None:
+        """Process one delivery to a durable outcome, then ack; poison after the delivery limit."""
+        store = self.rt.store
+        counter = _delivery_counter(message)
+        try:
+            deliveries = int(store.incr(counter, 1, ttl_seconds=86400))
+        except StateStoreError as exc:
+            raise InfrastructureDown(str(exc)) from exc
+        intake = Intake(self.settings, self.rt.registry, self.rt.publisher())
+        verdict = validate_message(message.body, message.properties.reply_to, self.limits)
+        try:
+            if isinstance(verdict, InvalidMessage):
+                intake.invalid(message, verdict, deliveries)
+            else:
+                _fault_hook(verdict.request_id, self.settings.crash_request_ids)
+                intake.accept(message, verdict)
+        except _INFRA_ERRORS as exc:
+            self._forgive(counter)
+            raise InfrastructureDown(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 (any other failure counts as a crash of the handler)
+            self._crashed(message, verdict, exc, deliveries, counter, ack, nack)
+            return
+        self._clear(counter)
+        ack()
+
+    def _crashed(
+        self,
+        message: Delivery,
+        verdict: Any,
+        exc: Exception,
+        deliveries: int,
+        counter: str,
+        ack: Any,
+        nack: Any,
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("request handler failed (delivery %d)", deliveries)
+        if deliveries < self.settings.poison_delivery_limit:
+            nack()
+            return
+        valid = not isinstance(verdict, InvalidMessage)
+        reply_to = verdict.reply_to
+        Intake(self.settings, self.rt.registry, self.rt.publisher()).poison(
+            message,
+            reply_to,
+            verdict.request_id,
+            verdict.kind.value if valid else verdict.kind,
+            error,
+            deliveries,
+        )
+        self._clear(counter)
+        ack()
+
+    def _forgive(self, counter: str) -> None:
+        """An infrastructure failure is not the message's fault: take its delivery back."""
+        try:
+            self.rt.store.incr(counter, -1, ttl_seconds=86400)
+        except StateStoreError:
+            log.debug("could not un-count a delivery", exc_info=True)
+
+    def _clear(self, counter: str) -> None:
+        try:
+            self.rt.store.delete_counter(counter)
+        except StateStoreError:
+            log.debug("could not clear a delivery counter", exc_info=True)
+
+
+def _delivery_counter(message: Delivery) -> str:
+    digest = hashlib.sha256()
+    digest.update((message.user_id or "").encode("utf-8") + b"\x00")
+    digest.update(message.body)
+    return f"deliveries:{digest.hexdigest()[:40]}"
+
+
+def _fault_hook(request_id: str, crash_ids: frozenset[str]) -> None:
+    """Test hook (CRASH_REQUEST_IDS): make the handler fail for these request ids, every time."""
+    if request_id in crash_ids:
+        raise RuntimeError(f"injected handler crash for {request_id}")
+
+
+__all__ = ["Ingress", "time"]

@@ -1,0 +1,274 @@
+"""What the ingress does with one valid or invalid message: register, answer, dead-letter, cancel.
+
+Pure request logic on top of the registry and a publisher, kept apart from the pika consumer loop
+(ingress.py) so it can be read and tested without a broker connection's life cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+
+from worker.amqp.publisher import Publisher
+from worker.contract.models import ErrorCode, Kind, Status
+from worker.contract.validation import InvalidMessage, ValidRequest
+from worker.runtime import deliver as delivery
+from worker.runtime import replies
+from worker.runtime.registry import (
+    DONE,
+    FINISHING,
+    PENDING_CANCEL,
+    RUNNING,
+    STARTING,
+    WAITING,
+    Registry,
+    request_key,
+)
+from worker.runtime.replies import Target, error_object
+from worker.runtime.rows import add_target, new_row, to_finishing
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The parts of an AMQP delivery the contract reads."""
+
+    body: bytes
+    properties: pika.BasicProperties
+
+    @property
+    def user_id(self) -> str | None:
+        return self.properties.user_id or None
+
+    @property
+    def traceparent(self) -> str | None:
+        headers = self.properties.headers or {}
+        value = headers.get("traceparent")
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return value if isinstance(value, str) and value else None
+
+
+class Intake:
+    """Turns one message into registry changes and immediate answers."""
+
+    def __init__(self, settings: Settings, registry: Registry, publisher: Publisher) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.publisher = publisher
+
+    # -- invalid --------------------------------------------------------------------------------
+
+    def invalid(self, message: Delivery, invalid: InvalidMessage, deliveries: int) -> None:
+        """Answer an invalid message where a reply queue is usable, else dead-letter it unchanged."""
+        if invalid.reply_to is None:
+            self.publisher.dead_letter(
+                message.body,
+                message.properties,
+                reason=invalid.reason.value,
+                error=invalid.summary,
+                deliveries=deliveries,
+            )
+            log.info("invalid message dead-lettered", extra={"reason": invalid.reason.value})
+            return
+        now = time.time()
+        body = replies.reply_body(
+            request_id=invalid.request_id,
+            kind=invalid.kind,
+            status=Status.ERROR,
+            error=error_object(
+                ErrorCode.INVALID_REQUEST,
+                invalid.summary,
+                details={"errors": [e.as_dict() for e in invalid.errors]},
+            ),
+            received_at=now,
+            finished_at=now,
+        )
+        correlation = message.properties.correlation_id or message.properties.message_id
+        props = replies.properties(
+            replies.invalid_message_id(message.body), correlation, Status.ERROR, message.traceparent
+        )
+        data, _ = replies.encode(body, self.settings.max_reply_bytes)
+        self.publisher.publish_reply(invalid.reply_to, data, props)
+        log.info(
+            "invalid request answered",
+            extra={"request_id": invalid.request_id, "reason": invalid.reason.value},
+        )
+
+    def poison(
+        self,
+        message: Delivery,
+        reply_to: str | None,
+        request_id: str | None,
+        kind: str | None,
+        error: str,
+        deliveries: int,
+    ) -> None:
+        """A message that crashed the handler on every delivery: dead letter, and answer if we can."""
+        self.publisher.dead_letter(
+            message.body, message.properties, reason="poison", error=error, deliveries=deliveries
+        )
+        if reply_to is None:
+            return
+        now = time.time()
+        body = replies.reply_body(
+            request_id=request_id,
+            kind=kind,
+            status=Status.ERROR,
+            error=error_object(
+                ErrorCode.POISON_MESSAGE,
+                f"the request failed the worker on {deliveries} deliveries",
+                details={"last_error": error[:1000], "deliveries": deliveries},
+            ),
+            received_at=now,
+            finished_at=now,
+        )
+        message_id = replies.reply_message_id(request_id) if request_id else replies.invalid_message_id(message.body)
+        correlation = message.properties.correlation_id or request_id or message.properties.message_id
+        props = replies.properties(message_id, correlation, Status.ERROR, message.traceparent)
+        data, _ = replies.encode(body, self.settings.max_reply_bytes)
+        self.publisher.publish_reply(reply_to, data, props)
+
+    # -- valid ----------------------------------------------------------------------------------
+
+    def accept(self, message: Delivery, request: ValidRequest) -> None:
+        target = Target(request.reply_to, message.properties.correlation_id or request.request_id, message.traceparent)
+        key = request_key(message.user_id, request.request_id)
+        for _ in range(10):
+            existing = self.registry.get(key)
+            if existing is not None:
+                self._duplicate(key, existing.value, request, target, message)
+                return
+            if request.kind is Kind.CANCEL:
+                if self._cancel(key, request, target, message):
+                    return
+                continue
+            if self._register(key, request, target, message):
+                return
+        raise RuntimeError(f"request {request.request_id} kept racing with another registration")
+
+    def _register(self, key: str, request: ValidRequest, target: Target, message: Delivery) -> bool:
+        now = time.time()
+        row = new_row(request, message.user_id, target, now, self._deadline(request))
+        canceled = self.registry.tombstoned(message.user_id, request.request_id)
+        if canceled:
+            error = error_object(ErrorCode.CANCELED_BY_REQUEST, "a cancel request arrived before this request")
+            to_finishing(row, Status.CANCELED, error, now, result=None)
+        if not self.registry.create(key, row):
+            return False
+        log.info(
+            "request registered",
+            extra={"request_id": request.request_id, "kind": request.kind.value, "canceled": canceled},
+        )
+        if canceled:
+            self._deliver(key)
+        return True
+
+    def _duplicate(
+        self, key: str, row: dict[str, Any], request: ValidRequest, target: Target, message: Delivery
+    ) -> None:
+        if row["content_sha256"] != request.content_sha256:
+            self._conflict(request, target)
+            return
+        if row["state"] == DONE and row.get("reply") is not None:
+            body, status = replies.encode(row["reply"], self.settings.max_reply_bytes)
+            delivery.publish_to(self.publisher, target, row["reply"], body, status)
+            return
+        updated = self.registry.update(key, lambda r: r if add_target(r, target) else None)
+        if updated is not None and updated["state"] in (FINISHING, DONE):
+            self._deliver(key)
+        elif updated is not None and updated["state"] == PENDING_CANCEL:
+            self._link_cancel(key, updated, message)  # finish a cancel a crash interrupted
+
+    def _conflict(self, request: ValidRequest, target: Target) -> None:
+        now = time.time()
+        body = replies.reply_body(
+            request_id=request.request_id,
+            kind=request.kind.value,
+            status=Status.ERROR,
+            error=error_object(
+                ErrorCode.REQUEST_ID_CONFLICT,
+                "this request_id is taken by a different request",
+                details={"content_sha256": request.content_sha256},
+            ),
+            received_at=now,
+            finished_at=now,
+        )
+        props = replies.properties(
+            replies.conflict_message_id(request.request_id, request.content_sha256),
+            target.correlation_id,
+            Status.ERROR,
+            target.traceparent,
+        )
+        data, _ = replies.encode(body, self.settings.max_reply_bytes)
+        self.publisher.publish_reply(target.queue, data, props)
+
+    # -- cancel ---------------------------------------------------------------------------------
+
+    def _cancel(self, key: str, request: ValidRequest, target: Target, message: Delivery) -> bool:
+        now = time.time()
+        row = new_row(request, message.user_id, target, now, self._deadline(request))
+        row["state"] = PENDING_CANCEL
+        if not self.registry.create(key, row):
+            return False
+        self._link_cancel(key, row, message)
+        return True
+
+    def _link_cancel(self, key: str, cancel_row: dict[str, Any], message: Delivery) -> None:
+        """Apply a cancel to its target, or hand it to the target family's tick."""
+        target_id = cancel_row["params"]["request_id"]
+        target_key = request_key(message.user_id, target_id)
+        outcome: dict[str, Any] | None = None
+
+        def mark(r: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal outcome
+            if r["kind"] == Kind.CANCEL.value or r["state"] in (FINISHING, DONE):
+                outcome = {"canceled": False, "reason": "already_terminal"}
+                return None
+            if r["state"] == WAITING:
+                outcome = {"canceled": True, "reason": "before_start"}
+                error = error_object(
+                    ErrorCode.CANCELED_BY_REQUEST,
+                    "canceled before its start call",
+                    details={"canceled_by": cancel_row["request_id"]},
+                )
+                return to_finishing(r, Status.CANCELED, error, time.time(), result=None)
+            if r["state"] in (STARTING, RUNNING):
+                if r.get("cancel") not in (None, key):
+                    outcome = {"canceled": False, "reason": "cancel_in_progress"}
+                    return None
+                outcome = None  # the family's tick answers
+                return dict(r, cancel=key)
+            return None
+
+        updated = self.registry.update(target_key, mark)
+        if updated is None:
+            self.registry.tombstone(message.user_id, target_id, cancel_row["request_id"])
+            outcome = {"canceled": True, "reason": "before_start"}
+        elif outcome is not None and outcome.get("reason") == "before_start":
+            self._deliver(target_key)
+        if outcome is not None:
+            self.registry.update(
+                key,
+                lambda r: (
+                    to_finishing(r, Status.SUCCEEDED, None, time.time(), result=outcome)
+                    if r["state"] == PENDING_CANCEL
+                    else None
+                ),
+            )
+            self._deliver(key)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _deliver(self, key: str) -> None:
+        delivery.deliver(self.registry, self.publisher, key, self.settings.max_reply_bytes)
+
+    def _deadline(self, request: ValidRequest) -> float:
+        seconds = request.options.deadline_seconds or self.settings.default_deadline_seconds
+        return self.settings.scaled(float(seconds))

@@ -1,0 +1,155 @@
+"""The request registry: one document per request, in the shared state store.
+
+A request's row moves waiting -> starting -> running -> finishing -> done. Its state decides
+which per-kind index it sits in, so a family's tick finds its waiting, due and finishing rows
+with one range query each, fleet-wide. Every change is a read-modify-write with a version check
+(`update`), so the ingress (adding reply targets, cancels) and a tick (starting, polling,
+finishing) never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from worker.contract.models import ANALYSIS_KINDS, Kind
+from worker.state.base import IndexOp, StateStore, Versioned
+
+WAITING: Final = "waiting"
+STARTING: Final = "starting"
+RUNNING: Final = "running"
+FINISHING: Final = "finishing"
+DONE: Final = "done"
+PENDING_CANCEL: Final = "pending_cancel"  # a cancel request waiting for its target's tick
+
+# Which index a row in each state lives in; a row is in at most one of them (plus `cancels`).
+_STATE_INDEX: Final = {WAITING: "waiting", RUNNING: "running", STARTING: "running", FINISHING: "finishing"}
+_INDEX_NAMES: Final = ("waiting", "running", "finishing", "cancels")
+
+
+def namespace(user_id: str | None) -> str:
+    """Requests of one AMQP user never touch another's: ids live under a hash of the user."""
+    if not user_id:
+        return "-"
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:24]
+
+
+def request_key(user_id: str | None, request_id: str) -> str:
+    return f"req:{namespace(user_id)}:{request_id}"
+
+
+def tombstone_key(user_id: str | None, request_id: str) -> str:
+    return f"tomb:{namespace(user_id)}:{request_id}"
+
+
+def index_name(index: str, kind: Kind | str) -> str:
+    return f"idx:{index}:{Kind(kind).value}"
+
+
+def row_score(row: dict[str, Any]) -> float:
+    """When a row next needs its tick: its poll or start time, never later than its deadline."""
+    state = row["state"]
+    if state == WAITING:
+        return float(min(row.get("next_start_at", 0.0), row["deadline_at"]))
+    if state in (RUNNING, STARTING):
+        return float(min(row.get("next_poll_at", 0.0), row.get("deadline_at", float("inf"))))
+    return float(row.get("finishing_since", 0.0))
+
+
+def index_ops(key: str, row: dict[str, Any] | None, kind: Kind | str) -> list[IndexOp]:
+    """Put `key` into the index its state calls for and out of every other of its kind."""
+    wanted: dict[str, float] = {}
+    if row is not None:
+        state_index = _STATE_INDEX.get(row["state"])
+        if state_index is not None:
+            wanted[state_index] = row_score(row)
+        if row.get("cancel") and row["state"] in (STARTING, RUNNING):
+            wanted["cancels"] = 0.0
+    return [IndexOp(index_name(name, kind), key, wanted.get(name)) for name in _INDEX_NAMES]
+
+
+class ConcurrentUpdate(RuntimeError):
+    """A row kept changing under us; the caller's unit of work is retried later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Reads and writes request rows and their indexes."""
+
+    store: StateStore
+    done_ttl_seconds: float
+    tombstone_ttl_seconds: float
+
+    def get(self, key: str) -> Versioned | None:
+        return self.store.get(key)
+
+    def get_many(self, keys: list[str]) -> list[Versioned | None]:
+        return self.store.get_many(keys)
+
+    def create(self, key: str, row: dict[str, Any]) -> bool:
+        """Insert a new row; False when the key already exists (a concurrent duplicate)."""
+        version = self.store.write(
+            key, row, expect_version=0, ttl_seconds=self._ttl(row), index_ops=index_ops(key, row, row["kind"])
+        )
+        return version is not None
+
+    def save(self, key: str, row: dict[str, Any], version: int) -> int | None:
+        """Write `row` if it is still at `version`; the new version, or None when it changed."""
+        return self.store.write(
+            key,
+            row,
+            expect_version=version,
+            ttl_seconds=self._ttl(row),
+            index_ops=index_ops(key, row, row["kind"]),
+        )
+
+    def update(
+        self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None], *, attempts: int = 20
+    ) -> dict[str, Any] | None:
+        """Apply `mutate` to the current row until the write wins; returns the row as written.
+
+        `mutate` gets a copy and returns the new row, or None to leave the row as it is (then the
+        current row is returned). A missing row returns None without calling `mutate`.
+        """
+        for _ in range(attempts):
+            current = self.store.get(key)
+            if current is None:
+                return None
+            new = mutate(_deep_copy(current.value))
+            if new is None:
+                return current.value
+            if self.save(key, new, current.version) is not None:
+                return new
+        raise ConcurrentUpdate(f"row {key} changed {attempts} times while being updated")
+
+    def due(self, index: str, kind: Kind | str, *, until: float, limit: int) -> list[str]:
+        return [m for m, _ in self.store.index_range(index_name(index, kind), max_score=until, limit=limit)]
+
+    def count_waiting(self) -> int:
+        return sum(self.store.index_count(index_name("waiting", kind)) for kind in ANALYSIS_KINDS)
+
+    def next_due(self, index: str, kind: Kind | str) -> float | None:
+        first = self.store.index_range(index_name(index, kind), max_score=float("inf"), limit=1)
+        return first[0][1] if first else None
+
+    def tombstone(self, user_id: str | None, request_id: str, cancel_request_id: str) -> None:
+        self.store.write(
+            tombstone_key(user_id, request_id),
+            {"canceled_by": cancel_request_id, "at": time.time()},
+            expect_version=-1,
+            ttl_seconds=self.tombstone_ttl_seconds,
+        )
+
+    def tombstoned(self, user_id: str | None, request_id: str) -> bool:
+        return self.store.get(tombstone_key(user_id, request_id)) is not None
+
+    def _ttl(self, row: dict[str, Any]) -> float | None:
+        return self.done_ttl_seconds if row["state"] == DONE else None
+
+
+def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(value)

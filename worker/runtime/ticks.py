@@ -1,0 +1,135 @@
+"""One poll tick per family, circulating through broker wait queues, run under a short lease.
+
+The tick's document in the state store (`tick:<kind>`) holds its sequence number, whether it is
+armed or running, and `due_by`: the moment by which it must have started (armed) or renewed its
+lease (running). A tick message runs only when its sequence number is the current one, so a
+redelivered or duplicated tick is dropped; each run re-arms with the next number. A watchdog in
+every process re-arms a family whose `due_by` has lapsed (a tick message can be lost: classic
+dead-lettering is at most once, and a process can die between steps). Delays live in the broker
+(fixed-TTL wait queues dead-lettering into the ticks queue), never in a worker's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import dramatiq
+import pika
+
+from worker.runtime.context import Runtime
+
+log = logging.getLogger(__name__)
+
+TICK_ACTOR: Final = "family_tick"
+ARMED: Final = "armed"
+RUNNING: Final = "running"
+
+
+def tick_key(kind: str) -> str:
+    return f"tick:{kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class TickClock:
+    """The time bounds a tick lives by, in real seconds."""
+
+    lease: float
+    grace: float
+    max_idle: float
+
+
+def tick_clock(rt: Runtime) -> TickClock:
+    settings = rt.settings
+    lease = settings.http_timeout_seconds + settings.scaled(settings.poll_wait_seconds) + 5.0
+    return TickClock(lease=lease, grace=settings.tick_grace_seconds, max_idle=settings.tick_max_idle_seconds)
+
+
+class TickScheduler:
+    """Claims, renews and re-arms the ticks of every family."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._clock = tick_clock(rt)
+
+    def claim(self, kind: str, seq: int) -> bool:
+        """Start running tick `seq` of `kind` if it is the current, armed one."""
+
+        def take(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+            if doc.get("seq") != seq or doc.get("state") != ARMED:
+                return None
+            return dict(doc, state=RUNNING, due_by=now + self._clock.lease, started_at=now)
+
+        return self._change(kind, take)
+
+    def renew(self, kind: str, seq: int) -> bool:
+        """Extend the running tick's lease; False when it was superseded (stop working then)."""
+
+        def extend(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+            if doc.get("seq") != seq or doc.get("state") != RUNNING:
+                return None
+            return dict(doc, due_by=now + self._clock.lease)
+
+        return self._change(kind, extend)
+
+    def rearm(self, kind: str, seq: int, delay: float) -> None:
+        """Hand the family to tick `seq + 1`, delivered after `delay` real seconds."""
+        queue, actual = self._rt.topology.pick_wait_queue(max(delay, 0.0))
+
+        def advance(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+            if doc.get("seq") != seq:
+                return None
+            return {
+                "seq": seq + 1,
+                "state": ARMED,
+                "due_by": now + actual + self._clock.grace,
+                "armed_at": now,
+            }
+
+        if self._change(kind, advance):
+            self._publish(kind, seq + 1, queue)
+
+    def watch(self, kind: str) -> bool:
+        """Re-arm `kind` now if its tick is missing or its lease lapsed; True when it did."""
+        new_seq: list[int] = []
+
+        def restart(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+            if doc and now <= float(doc.get("due_by", 0.0)):
+                return None
+            seq = int(doc.get("seq", 0)) + 1
+            new_seq.append(seq)
+            return {"seq": seq, "state": ARMED, "due_by": now + self._clock.grace, "armed_at": now}
+
+        if self._change(kind, restart):
+            log.info("tick of %s re-armed by the watchdog (seq %d)", kind, new_seq[-1])
+            self._publish(kind, new_seq[-1], self._rt.topology.ticks)
+            return True
+        return False
+
+    def _change(self, kind: str, fn: Any) -> bool:
+        store = self._rt.store
+        for _ in range(10):
+            current = store.get(tick_key(kind))
+            doc = dict(current.value) if current else {}
+            new = fn(doc, time.time())
+            if new is None:
+                return False
+            if store.write(tick_key(kind), new, expect_version=current.version if current else 0) is not None:
+                return True
+        return False
+
+    def _publish(self, kind: str, seq: int, queue: str) -> None:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self._rt.topology.ticks,  # the work queue: acks go through its consumer
+            actor_name=TICK_ACTOR,
+            args=(kind, seq),
+            kwargs={},
+            options={},
+            message_id=str(uuid.uuid4()),
+            message_timestamp=int(time.time() * 1000),
+        )
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        self._rt.publisher().publish(queue, message.encode(), props, mandatory=True)

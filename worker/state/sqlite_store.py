@@ -1,0 +1,316 @@
+"""The embedded state store: one SQLite file shared by the worker processes of one host.
+
+Why it looks the way it does:
+- WAL mode lets readers run beside the one writer; `busy_timeout` makes writers queue instead of
+  failing; `BEGIN IMMEDIATE` takes the write lock before the version check, so a CAS write and its
+  index operations are one atomic step across processes.
+- SQLite connections must not cross a fork and are best kept to one thread, so each thread of
+  each process opens its own connection lazily. Connections inherited from a parent process are
+  never touched again (not even closed: closing one in the child can disturb the parent's locks).
+- Versions come from one database-wide sequence, so a document that is deleted (or expires) and
+  created again never reuses a version a stale reader may still hold.
+- `synchronous=NORMAL` in WAL mode survives a process crash and may lose the last commits on
+  power loss: the same promise as Redis with `appendfsync everysec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from worker.state._args import check_index_ops, check_ttl, check_write_args, dump_document
+from worker.state.base import ANY_VERSION, IndexOp, StateStoreError, Versioned
+
+BUSY_TIMEOUT_SECONDS: Final = 15.0
+PURGE_INTERVAL_SECONDS: Final = 30.0
+PURGE_BATCH: Final = 1000
+_GET_MANY_CHUNK: Final = 500
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS documents (
+        key TEXT PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL, expires_at REAL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS documents_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS index_entries (
+        idx TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (idx, member)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS index_entries_by_score ON index_entries (idx, score, member)",
+    """CREATE TABLE IF NOT EXISTS counters (
+        key TEXT PRIMARY KEY, value REAL NOT NULL, expires_at REAL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS counters_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT OR IGNORE INTO meta (name, value) VALUES ('version_seq', 0)",
+)
+
+# Connections inherited across a fork: kept referenced forever so they are never closed in the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class SqliteStateStore:
+    """`StateStore` on a local SQLite file, for the processes of one host."""
+
+    def __init__(self, path: str) -> None:
+        self._path = os.path.abspath(path)
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._generation = 0
+        self._next_purge = 0.0
+        ref = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(ref))
+
+    def __repr__(self) -> str:
+        return f"SqliteStateStore({self.describe()!r})"
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # --- connections -------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """Runs in the child right after fork, while it has one thread: forget the parent's links."""
+        _INHERITED.extend(self._conns)
+        self._conns = []
+        self._lock = threading.Lock()
+        self._generation += 1
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (and again after a fork or close())."""
+        local = self._local
+        if getattr(local, "generation", None) == self._generation and local.pid == os.getpid():
+            conn: sqlite3.Connection = local.conn
+            return conn
+        conn = self._open()
+        with self._lock:
+            self._conns.append(conn)
+            local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            os.makedirs(os.path.dirname(self._path), exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+            # check_same_thread=False only so close() can close every thread's connection.
+            conn = sqlite3.connect(
+                self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            with _immediate(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateStoreError(f"cannot open the state store at {self._path}: {exc}") from exc
+        return conn
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, with SQLite errors turned into StateStoreError."""
+        conn = self._conn()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {self._path}: {exc}") from exc
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> Versioned | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Versioned | None]:
+        found: dict[str, Versioned] = {}
+        now = time.time()
+        with self._guard() as conn:
+            for start in range(0, len(keys), _GET_MANY_CHUNK):
+                chunk = list(keys[start : start + _GET_MANY_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT key, version, value FROM documents WHERE key IN ({marks})"  # noqa: S608
+                    " AND (expires_at IS NULL OR expires_at > ?)",
+                    (*chunk, now),
+                ).fetchall()
+                for key, version, value in rows:
+                    found[key] = Versioned(value=json.loads(value), version=version)
+        return [found.get(key) for key in keys]
+
+    def write(
+        self,
+        key: str,
+        value: dict[str, Any] | None,
+        *,
+        expect_version: int,
+        ttl_seconds: float | None = None,
+        index_ops: Sequence[IndexOp] = (),
+    ) -> int | None:
+        check_write_args(value, expect_version, ttl_seconds)
+        check_index_ops(index_ops)
+        text = None if value is None else dump_document(value)
+        with self._guard() as conn, _immediate(conn):
+            now = time.time()
+            current = _current_version(conn, key, now)
+            if expect_version not in (ANY_VERSION, current):
+                return None
+            new_version = 0
+            if text is None:
+                conn.execute("DELETE FROM documents WHERE key = ?", (key,))
+            else:
+                new_version = _next_version(conn)
+                expires_at = None if ttl_seconds is None else now + ttl_seconds
+                conn.execute(
+                    "INSERT OR REPLACE INTO documents (key, version, value, expires_at) VALUES (?, ?, ?, ?)",
+                    (key, new_version, text, expires_at),
+                )
+            _apply_index_ops(conn, index_ops)
+            self._maybe_purge(conn, now)
+            return new_version
+
+    # --- indexes -----------------------------------------------------------------------------
+
+    def index_range(
+        self, index: str, *, max_score: float, limit: int, min_score: float = float("-inf")
+    ) -> list[tuple[str, float]]:
+        if limit <= 0:
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT member, score FROM index_entries WHERE idx = ? AND score >= ? AND score <= ?"
+                " ORDER BY score, member LIMIT ?",
+                (index, min_score, max_score, limit),
+            ).fetchall()
+        return [(member, float(score)) for member, score in rows]
+
+    def index_count(self, index: str, *, max_score: float = float("inf")) -> int:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM index_entries WHERE idx = ? AND score <= ?", (index, max_score)
+            ).fetchone()
+        return int(row[0])
+
+    # --- counters ----------------------------------------------------------------------------
+
+    def incr(self, key: str, amount: float = 1.0, *, ttl_seconds: float | None = None) -> float:
+        check_ttl(ttl_seconds)
+        with self._guard() as conn, _immediate(conn):
+            now = time.time()
+            row = conn.execute(
+                "SELECT value, expires_at FROM counters WHERE key = ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (key, now),
+            ).fetchone()
+            current, expires_at = (0.0, None) if row is None else (float(row[0]), row[1])
+            if ttl_seconds is not None:
+                expires_at = now + ttl_seconds
+            new_value = current + amount
+            conn.execute(
+                "INSERT OR REPLACE INTO counters (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, new_value, expires_at),
+            )
+            self._maybe_purge(conn, now)
+            return new_value
+
+    def read_counter(self, key: str) -> float:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT value FROM counters WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, time.time()),
+            ).fetchone()
+        return 0.0 if row is None else float(row[0])
+
+    def delete_counter(self, key: str) -> None:
+        with self._guard() as conn, _immediate(conn):
+            conn.execute("DELETE FROM counters WHERE key = ?", (key,))
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    def purge_expired(self) -> int:
+        """Delete up to one batch of expired documents and counters now; returns how many."""
+        with self._guard() as conn, _immediate(conn):
+            return _purge(conn, time.time())
+
+    def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
+        """Inside a write transaction: purge a batch of expired rows every so often, per process."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        _purge(conn, now)
+
+    def ping(self) -> None:
+        with self._guard() as conn:
+            conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
+
+    def describe(self) -> str:
+        return f"sqlite:{self._path}"
+
+    def close(self) -> None:
+        """Close this process's connections (call it when no other thread is using the store)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._generation += 1
+        for conn in conns:
+            conn.close()
+
+
+def _call_if_alive(ref: weakref.WeakMethod[Any]) -> None:
+    method = ref()
+    if method is not None:
+        method()
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that holds the database's write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _current_version(conn: sqlite3.Connection, key: str, now: float) -> int:
+    row = conn.execute(
+        "SELECT version FROM documents WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, now)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _next_version(conn: sqlite3.Connection) -> int:
+    conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'version_seq'")
+    row = conn.execute("SELECT value FROM meta WHERE name = 'version_seq'").fetchone()
+    return int(row[0])
+
+
+def _apply_index_ops(conn: sqlite3.Connection, index_ops: Sequence[IndexOp]) -> None:
+    for op in index_ops:
+        if op.score is None:
+            conn.execute("DELETE FROM index_entries WHERE idx = ? AND member = ?", (op.index, op.member))
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO index_entries (idx, member, score) VALUES (?, ?, ?)",
+                (op.index, op.member, op.score),
+            )
+
+
+def _purge(conn: sqlite3.Connection, now: float) -> int:
+    removed = 0
+    for table in ("documents", "counters"):
+        cursor = conn.execute(
+            f"DELETE FROM {table} WHERE key IN (SELECT key FROM {table}"  # noqa: S608 (fixed names)
+            " WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
+            (now, PURGE_BATCH),
+        )
+        removed += cursor.rowcount
+    return removed
