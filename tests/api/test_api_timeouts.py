@@ -20,9 +20,7 @@ def running_job(client: TokstaClient, admin: SimAdmin, keywords: list[str]) -> s
     return job_id
 
 
-def test_held_call_longer_than_the_timeout_succeeds(
-    make_client: Callable[..., TokstaClient], running_job: str
-) -> None:
+def test_held_call_longer_than_the_timeout_succeeds(make_client: Callable[..., TokstaClient], running_job: str) -> None:
     client = make_client(timeout=1.0)
     started = time.monotonic()
     response = client.job_results(running_job, wait_seconds=2)

@@ -138,6 +138,7 @@ def test_reply_properties_follow_the_contract(example: Example) -> None:
         sent = json.loads(raw)
         content = request_content(sent["kind"], sent["params"], sent.get("options"))
         assert props["message_id"] == f"{sent['request_id']}:conflict:{sha256_hex(content)[:16]}"
+        assert body["error"]["details"]["content_sha256"] == sha256_hex(content)
     assert props["correlation_id"] == expected_correlation
     if "traceparent" in (req_props.get("headers") or {}):
         assert props["headers"]["traceparent"] == req_props["headers"]["traceparent"]

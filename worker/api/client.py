@@ -82,14 +82,11 @@ def _wait_of(body: Mapping[str, Any]) -> float | None:
 
 
 def _decode_json(response: httpx.Response) -> Any:
-    """The parsed body, or `_INVALID` when it is not JSON at all."""
+    """The parsed body, or None when it is not JSON at all (callers only trust a JSON object)."""
     try:
         return json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
-        return _INVALID
-
-
-_INVALID = object()
+        return None
 
 
 def _request_id(meta: Mapping[str, Any] | None, headers: httpx.Headers) -> str | None:
@@ -171,9 +168,7 @@ class TokstaClient:
         path = f"/v1/jobs/{_check_plain_uuid(job_id)}"
         return self._call("GET", path, route="GET /v1/jobs/{id}")
 
-    def job_results(
-        self, job_id: str, *, limit: int | None = None, wait_seconds: int | None = None
-    ) -> ApiResponse:
+    def job_results(self, job_id: str, *, limit: int | None = None, wait_seconds: int | None = None) -> ApiResponse:
         body: dict[str, Any] = {"job_id": _check_plain_uuid(job_id)}
         if limit is not None:
             body["limit"] = limit

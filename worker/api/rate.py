@@ -85,6 +85,5 @@ class RateInfo:
     def empty(self) -> bool:
         """True when the response carried none of these headers (probes, transport-level errors)."""
         return all(
-            value is None
-            for value in (self.limit, self.remaining, self.reset_at, self.retry_after, self.credit_cost)
+            value is None for value in (self.limit, self.remaining, self.reset_at, self.retry_after, self.credit_cost)
         )

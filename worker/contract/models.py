@@ -12,15 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    RootModel,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
 from pydantic.config import JsonDict, JsonValue
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
