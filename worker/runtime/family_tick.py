@@ -98,11 +98,14 @@ class FamilyTick:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, priority: Priority, keys: Sequence[str], fn: Callable[[], ApiResponse]) -> ApiResponse:
+    def call(
+        self, priority: Priority, keys: Sequence[str], fn: Callable[[], ApiResponse], *, book: bool = True
+    ) -> ApiResponse:
         """Make one API call for `keys` under the budget; its cost is shared 1/k among them.
 
         Raises BudgetWait when the budget refuses, Superseded when the lease is gone, ApiError
-        when the call fails (its cost is still booked).
+        when the call fails (its cost is still booked). With `book=False` the caller adds the
+        share in its own row update (the poll path, where every row is rewritten anyway).
         """
         grant: Grant = self.rt.budget.acquire(priority)
         if not grant.granted:
@@ -112,10 +115,11 @@ class FamilyTick:
         try:
             response = fn()
         except ApiError as err:
-            if err.sent or err.http_status is not None:
+            if book and (err.sent or err.http_status is not None):
                 self.book(keys)
             raise
-        self.book(keys)
+        if book:
+            self.book(keys)
         return response
 
     def book(self, keys: Sequence[str]) -> None:
@@ -403,23 +407,28 @@ class FamilyTick:
         keys = [w.key for w in batch]
         wait = self.settings.poll_wait_seconds if len(batch) == 1 else 0
         try:
-            response = self.call(Priority.POLL, keys, lambda: self.rules.poll(self.rt.client, batch, wait))
+            response = self.call(Priority.POLL, keys, lambda: self.rules.poll(self.rt.client, batch, wait), book=False)
         except ApiError as err:
             self._poll_failed(batch, err)
             return
         now = time.time()
+        share = 1.0 / len(batch)
         for work in batch:
             try:
                 read = self.rules.read_poll(response.data, work)
             except Exception:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
-                self._row_error(work.key)
+                self._row_error(work.key, share)
                 continue
-            self.registry.update(work.key, lambda r, rd=read: self._apply_poll(r, rd, now))  # type: ignore[misc]
+            self.registry.update(work.key, lambda r, rd=read: self._apply_poll(r, rd, now, share))  # type: ignore[misc]
 
-    def _apply_poll(self, row: dict[str, Any], read: Any, now: float) -> dict[str, Any] | None:
+    def _apply_poll(self, row: dict[str, Any], read: Any, now: float, share: float) -> dict[str, Any] | None:
         if row["state"] != RUNNING:
+            if row["state"] != DONE:
+                row["api_calls"] = float(row.get("api_calls") or 0.0) + share
+                return row
             return None
+        row["api_calls"] = float(row.get("api_calls") or 0.0) + share
         row["items"] = {k: v.as_dict() for k, v in read.items.items()}
         if read.payload is not None:
             row["payload"] = read.payload
@@ -445,11 +454,15 @@ class FamilyTick:
     def _poll_failed(self, batch: list[Work], err: ApiError) -> None:
         log.warning("poll failed: %s", err)
         now = time.time()
+        share = 1.0 / len(batch) if (err.sent or err.http_status is not None) else 0.0
         for work in batch:
 
             def backoff(r: dict[str, Any]) -> dict[str, Any] | None:
-                if r["state"] != RUNNING:
+                if r["state"] == DONE:
                     return None
+                r["api_calls"] = float(r.get("api_calls") or 0.0) + share
+                if r["state"] != RUNNING:
+                    return r
                 if not err.retryable and len(batch) == 1:
                     return to_finishing(r, Status.ERROR, _api_error(err), now)
                 if not err.retryable:
@@ -504,8 +517,11 @@ class FamilyTick:
             ),
         )
 
-    def _row_error(self, key: str) -> None:
-        def bump(r: dict[str, Any]) -> dict[str, Any]:
+    def _row_error(self, key: str, share: float) -> None:
+        def bump(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != RUNNING:
+                return None
+            r["api_calls"] = float(r.get("api_calls") or 0.0) + share
             r["row_errors"] = int(r.get("row_errors") or 0) + 1
             if r["row_errors"] >= ROW_ERROR_LIMIT:
                 error = error_object(
