@@ -16,8 +16,9 @@ def creators(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
 
 
-def test_enrich_then_results_then_synchronous(api: Api) -> None:
+def test_enrich_then_results_then_synchronous(api: Api, sim: SimulatorProcess) -> None:
     ids = creators(2)
+    sim.admin.configure(job_seconds=[100_000, 100_000])
     response = api.call("POST", ENRICH, {"creator_ids": ids}, expect=202)
     assert response.headers["X-Toksta-Credit-Cost"] == "2"
     data = response.json()["data"]
@@ -30,6 +31,8 @@ def test_enrich_then_results_then_synchronous(api: Api) -> None:
         "running",
     }
     assert pending["results_summary"][0]["followers_count"] is None
+    for creator_id in ids:
+        sim.admin.force_job(f"enrichment:{creator_id}", "succeeded")
     done = api.post(RESULTS, {"creator_ids": ids, "wait_seconds": 30})
     assert done["pending"] == 0 and done["completed"] == 2
     assert all(entry["status"] == "succeeded" and entry["enriched_at"] for entry in done["results_summary"])
@@ -100,3 +103,10 @@ def test_start_failure_has_no_side_effects_on_402(api: Api, sim: SimulatorProces
     assert error["code"] == "INSUFFICIENT_CREDITS"
     stats = sim.admin.stats()
     assert stats["jobs_created"] == 0 and stats["credits_balance"] == 1
+
+
+def test_hold_until_enrichment_completes(api: Api) -> None:
+    ids = creators(3)
+    api.post(ENRICH, {"creator_ids": ids}, 202)
+    done = api.post(RESULTS, {"creator_ids": ids, "wait_seconds": 30})  # default durations are <= 30 s
+    assert done["completed"] == 3 and done["pending"] == 0

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import pika
@@ -50,7 +51,7 @@ class Ingress:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self.consuming = threading.Event()
-        self._busy = threading.Lock()
+        self._pending: deque[tuple[BlockingChannel, Basic.Deliver, pika.BasicProperties, bytes]] = deque()
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -72,6 +73,7 @@ class Ingress:
                 log.warning("ingress paused: %s: %s", type(exc).__name__, exc)
             finally:
                 self.consuming.clear()
+                self._pending.clear()  # unacknowledged: the broker requeues them with the channel
                 self._close()
             self._stop.wait(pause)
             pause = min(pause * 2, 10.0)
@@ -102,20 +104,33 @@ class Ingress:
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, properties: pika.BasicProperties, body: bytes
     ) -> None:
-        if self._stop.is_set():
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            return
-        if not self._admitted():
-            assert self._connection is not None
-            self._connection.call_later(
-                ADMISSION_RECHECK_SECONDS, lambda: self._on_message(channel, method, properties, body)
+        """Queue the delivery behind any that wait for admission, in arrival order."""
+        self._pending.append((channel, method, properties, body))
+        if len(self._pending) == 1:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Handle waiting deliveries while the admission window has room; else look again shortly.
+
+        Only the head of the line polls the registry, so a full window costs one count query per
+        recheck, not one per prefetched message.
+        """
+        while self._pending:
+            channel, method, properties, body = self._pending[0]
+            if self._stop.is_set() or not channel.is_open:
+                self._pending.clear()
+                return
+            if not self._admitted():
+                assert self._connection is not None
+                self._connection.call_later(ADMISSION_RECHECK_SECONDS, self._drain)
+                return
+            self._pending.popleft()
+            tag = method.delivery_tag
+            self.handle(
+                Delivery(body, properties),
+                lambda ch=channel, tag=tag: ch.basic_ack(tag),
+                lambda ch=channel, tag=tag: ch.basic_nack(tag, requeue=True),
             )
-            return
-        self.handle(
-            Delivery(body, properties),
-            lambda: channel.basic_ack(method.delivery_tag),
-            lambda: channel.basic_nack(method.delivery_tag, requeue=True),
-        )
 
     def _admitted(self) -> bool:
         try:

@@ -83,7 +83,7 @@ def _job_json(state: SimState, job: Job) -> dict[str, Any]:
     ended = job.terminal_since(now)
     return {
         "id": job.public_id,
-        "analysis_id": job.uid,
+        "uid": job.uid,
         "kind": job.kind,
         "creator_id": job.creator_id,
         "status": job.status_at(now),

@@ -88,15 +88,18 @@ class RateLimiter:
 
     def headers(self, decision: RateDecision) -> dict[str, str]:
         """X-RateLimit-* (and Retry-After on a 429). Reset is real epoch seconds; Retry-After simulated."""
-        if self._clock.scale == 1.0:
-            reset = str(math.ceil(decision.reset_epoch))
-        else:
-            reset = f"{decision.reset_epoch:.3f}"
         headers = {
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
-            "X-RateLimit-Reset": reset,
+            "X-RateLimit-Reset": _reset_header(decision.reset_epoch, self._clock.scale),
         }
         if decision.retry_after is not None:
             headers["Retry-After"] = str(decision.retry_after)
         return headers
+
+
+def _reset_header(epoch: float, scale: float) -> str:
+    """Whole seconds (rounded up) in real time; milliseconds when time is scaled, where a second is long."""
+    if scale == 1.0:
+        return str(math.ceil(epoch))
+    return f"{epoch:.3f}"
