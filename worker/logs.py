@@ -1,24 +1,59 @@
 """Logging set-up: one JSON object per line (LOG_FORMAT=json) or readable console lines.
 
 Request context travels as `extra=` fields (request_id, kind, job_id, toksta_request_id) and ends
-up as keys of the JSON object. Values are passed through a scrubber so a secret that slipped into
-a message never reaches the output.
+up as keys of the JSON object; code that handles one request can also bind them for everything
+logged inside it (`log_context`), so a line logged deep down still says which request it was
+about. Values are passed through a scrubber so a secret that slipped into a message (or a
+`Bearer ...` header value) never reaches the output.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
+REQUEST_FIELDS = ("request_id", "kind", "job_id", "toksta_request_id")
+_BEARER = re.compile(r"Bearer\s+[^\s\"'\\,;]+", re.IGNORECASE)
+_context: ContextVar[dict[str, str]] = ContextVar("toksta_log_context", default={})  # noqa: B039 (never mutated)
+
+
+def current_context() -> dict[str, str]:
+    """The request fields bound by the innermost `log_context` of this thread or task."""
+    return dict(_context.get())
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[dict[str, str]]:
+    """Bind request fields (None is skipped) to every record logged inside; nests and restores."""
+    merged = {**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield merged
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the bound request fields to a record that did not pass them as `extra=` itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
 
 class Scrubber:
-    """Replaces every known secret with a marker."""
+    """Replaces every known secret, and any `Bearer <token>`, with a marker."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
@@ -27,7 +62,7 @@ class Scrubber:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "[redacted]")
-        return text
+        return _BEARER.sub("[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,6 +86,8 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
+        # Scrub the values before encoding too: JSON escaping could hide a secret from the final pass.
+        doc = {k: self._scrub(v) if isinstance(v, str) else v for k, v in doc.items()}
         return self._scrub(json.dumps(doc, default=str, ensure_ascii=False))
 
 
@@ -72,6 +109,7 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = (), stream:
     scrub = Scrubber(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(scrub) if fmt == "json" else ConsoleFormatter(scrub))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -11,10 +11,25 @@ KEYWORDS = ["B2B SaaS", "demand generation", "marketing analytics", "growth", "A
 
 def test_every_kind_succeeds(requester: Requester, sim: SimulatorProcess) -> None:
     requests = [
-        {"request_id": "tl-1", "kind": "thought_leaders", "params": {"keywords": KEYWORDS}, "options": {"results_limit": 3}},
+        {
+            "request_id": "tl-1",
+            "kind": "thought_leaders",
+            "params": {"keywords": KEYWORDS},
+            "options": {"results_limit": 3},
+        },
         {"request_id": "en-1", "kind": "enrichment", "params": {"creator_ids": CREATORS}},
-        {"request_id": "cm-1", "kind": "content_match", "params": {"creator_ids": CREATORS, "topic_keywords": ["devex"]}, "options": {"include": ["posts"]}},
-        {"request_id": "am-1", "kind": "audience_match", "params": {"creator_ids": CREATORS, "audience_keywords": ["cmo"]}, "options": {"include": ["details"]}},
+        {
+            "request_id": "cm-1",
+            "kind": "content_match",
+            "params": {"creator_ids": CREATORS, "topic_keywords": ["devex"]},
+            "options": {"include": ["posts"]},
+        },
+        {
+            "request_id": "am-1",
+            "kind": "audience_match",
+            "params": {"creator_ids": CREATORS, "audience_keywords": ["cmo"]},
+            "options": {"include": ["details"]},
+        },
     ]
     for body in requests:
         requester.publish(body, correlation_id=f"corr-{body['request_id']}")

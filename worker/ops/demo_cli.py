@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -88,10 +88,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     tag = uuid.uuid4().hex[:6]
     with contextlib.ExitStack() as stack:
+        alive: Callable[[], bool] = _always
         if not args.external:
-            stack.enter_context(_local_services(settings, args.time_scale))
+            alive = stack.enter_context(_local_services(settings, args.time_scale))
         requester = stack.enter_context(Requester(settings.amqp_url, settings.request_queue))
-        requester.wait_for_worker(60.0)
+        try:
+            requester.wait_for_worker(60.0, alive)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"!! {exc}", file=sys.stderr)
+            return 1
         requests = demo_requests(tag)
         for body in requests:
             requester.publish(body, correlation_id=f"demo-corr-{body['request_id']}")
@@ -108,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print(f"all {len(requests)} replies received")
     return 0
+
+
+def _always() -> bool:
+    return True
 
 
 def _print_reply(body: dict[str, Any], message_id: str | None) -> None:
@@ -130,7 +139,7 @@ def _print_reply(body: dict[str, Any], message_id: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _local_services(settings: Settings, time_scale: float) -> Iterator[None]:
+def _local_services(settings: Settings, time_scale: float) -> Iterator[Callable[[], bool]]:
     """The simulator and one worker as child processes, stopped (SIGTERM) at the end."""
     port = _free_port()
     state_dir = tempfile.mkdtemp(prefix="toksta-demo-")
@@ -155,7 +164,8 @@ def _local_services(settings: Settings, time_scale: float) -> Iterator[None]:
         worker = subprocess.Popen(
             [sys.executable, "-m", "worker", "run", "--processes", "1", "--threads", "4"], env=worker_env
         )
-        yield
+        started = worker
+        yield lambda: started.poll() is None
     finally:
         for proc in (worker, sim):
             if proc is not None and proc.poll() is None:

@@ -96,7 +96,9 @@ class Deployment:
 class WorkerGroup:
     """`toksta-worker run` as a real subprocess; its log goes to a file for assertions."""
 
-    def __init__(self, deployment: Deployment, *, processes: int = 1, threads: int = 4, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, deployment: Deployment, *, processes: int = 1, threads: int = 4, env: Mapping[str, str] | None = None
+    ) -> None:
         self.deployment = deployment
         self.processes = processes
         self.threads = threads
@@ -107,7 +109,16 @@ class WorkerGroup:
 
     def start(self, *, wait: float = 60.0) -> WorkerGroup:
         env = dict(self.deployment.env(), **self._env)
-        command = [sys.executable, "-m", "worker", "run", "--processes", str(self.processes), "--threads", str(self.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "worker",
+            "run",
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+        ]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +51,12 @@ class Requester:
         self._channel.queue_declare(self.reply_queue, durable=durable_reply_queue, auto_delete=not durable_reply_queue)
         self.replies: list[ReceivedReply] = []
 
-    def wait_for_worker(self, timeout: float) -> None:
+    def wait_for_worker(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
         """Wait until the request queue exists and a worker consumes it (clients never declare it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError("the worker exited before consuming the request queue")
             channel = self._connection.channel()
             try:
                 ok = channel.queue_declare(self.request_queue, passive=True)

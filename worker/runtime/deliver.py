@@ -14,6 +14,7 @@ from typing import Any
 
 from worker.amqp.publisher import Publisher
 from worker.families import rules_for
+from worker.observability.metrics import metrics
 from worker.runtime import replies
 from worker.runtime.registry import DONE, FINISHING, Registry
 from worker.runtime.replies import Target
@@ -61,6 +62,7 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
         else:
             version = current.version
         body, status = replies.encode(row["reply"], max_reply_bytes)
+        first_reply = row["state"] == FINISHING
         served = [t for t in row["targets"] if t not in row["published"]]
         for target in served:
             publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
@@ -69,6 +71,8 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
         row["payload"] = None  # the reply holds what is needed; keep done rows small
         row["extra"] = None
         if registry.save(key, row, version) is not None:
+            if first_reply:
+                metrics().request_finished(row["kind"], float(row["received_at"]))
             return row
     log.warning("reply of %s not marked done after 10 rounds; the next tick retries", key)
     return None
@@ -79,6 +83,7 @@ def publish_to(publisher: Publisher, target: Target, reply: dict[str, Any], body
     message_id = replies.reply_message_id(reply["request_id"])
     props = replies.properties(message_id, target.correlation_id, status, target.traceparent)
     outcome = publisher.publish_reply(target.queue, body, props)
+    metrics().reply_published(reply["kind"], status, outcome)
     log.info(
         "reply published",
         extra={

@@ -16,6 +16,7 @@ import pika
 from worker.amqp.publisher import Publisher
 from worker.contract.models import ErrorCode, Kind, Status
 from worker.contract.validation import InvalidMessage, ValidRequest
+from worker.observability.metrics import metrics
 from worker.runtime import deliver as delivery
 from worker.runtime import replies
 from worker.runtime.registry import (
@@ -54,6 +55,18 @@ class Delivery:
             value = value.decode("utf-8", "replace")
         return value if isinstance(value, str) and value else None
 
+    @property
+    def correlation_text(self) -> str | None:
+        """The `correlation_id` property as text, so it can be stored with the request for its reply.
+
+        AMQP short strings should be UTF-8; pika hands over any other as bytes, which are kept with
+        their invalid bytes escaped (`\\xff`) rather than failing the request.
+        """
+        value = self.properties.correlation_id
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "backslashreplace")
+        return value if isinstance(value, str) and value else None
+
 
 class Intake:
     """Turns one message into registry changes and immediate answers."""
@@ -75,6 +88,7 @@ class Intake:
                 error=invalid.summary,
                 deliveries=deliveries,
             )
+            metrics().dead_lettered(invalid.reason.value)
             log.info("invalid message dead-lettered", extra={"reason": invalid.reason.value})
             return
         now = time.time()
@@ -95,7 +109,8 @@ class Intake:
             replies.invalid_message_id(message.body), correlation, Status.ERROR, message.traceparent
         )
         data, _ = replies.encode(body, self.settings.max_reply_bytes)
-        self.publisher.publish_reply(invalid.reply_to, data, props)
+        outcome = self.publisher.publish_reply(invalid.reply_to, data, props)
+        metrics().reply_published(invalid.kind, Status.ERROR.value, outcome)
         log.info(
             "invalid request answered",
             extra={"request_id": invalid.request_id, "reason": invalid.reason.value},
@@ -114,6 +129,7 @@ class Intake:
         self.publisher.dead_letter(
             message.body, message.properties, reason="poison", error=error, deliveries=deliveries
         )
+        metrics().dead_lettered("poison")
         if reply_to is None:
             return
         now = time.time()
@@ -133,12 +149,13 @@ class Intake:
         correlation = message.properties.correlation_id or request_id or message.properties.message_id
         props = replies.properties(message_id, correlation, Status.ERROR, message.traceparent)
         data, _ = replies.encode(body, self.settings.max_reply_bytes)
-        self.publisher.publish_reply(reply_to, data, props)
+        outcome = self.publisher.publish_reply(reply_to, data, props)
+        metrics().reply_published(kind, Status.ERROR.value, outcome)
 
     # -- valid ----------------------------------------------------------------------------------
 
     def accept(self, message: Delivery, request: ValidRequest) -> None:
-        target = Target(request.reply_to, message.properties.correlation_id or request.request_id, message.traceparent)
+        target = Target(request.reply_to, message.correlation_text or request.request_id, message.traceparent)
         key = request_key(message.user_id, request.request_id)
         for _ in range(10):
             existing = self.registry.get(key)
@@ -207,7 +224,8 @@ class Intake:
             target.traceparent,
         )
         data, _ = replies.encode(body, self.settings.max_reply_bytes)
-        self.publisher.publish_reply(target.queue, data, props)
+        outcome = self.publisher.publish_reply(target.queue, data, props)
+        metrics().reply_published(request.kind, Status.ERROR.value, outcome)
 
     # -- cancel ---------------------------------------------------------------------------------
 

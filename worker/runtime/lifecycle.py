@@ -17,6 +17,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from worker.amqp.connection import open_connection
 from worker.contract.models import ANALYSIS_KINDS
 from worker.logs import configure_logging
+from worker.observability import process as observability
+from worker.observability.reporter import ProcessReporter
+from worker.observability.tagging import TaggedIngress
 from worker.runtime.context import Runtime, runtime
 from worker.runtime.ingress import Ingress
 from worker.runtime.ticks import TickScheduler
@@ -79,18 +82,21 @@ class Lifecycle(dramatiq.Middleware):
     def __init__(self) -> None:
         self.ingress: Ingress | None = None
         self.watchdog: Watchdog | None = None
+        self.reporter: ProcessReporter | None = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         rt = runtime()
         configure_logging(rt.settings.log_format.value, rt.settings.log_level, secrets_of(rt))
+        observability.boot(rt)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         rt = runtime()
         declare_topology(rt)
         if isinstance(broker, RabbitmqBroker):
             broker.declare_queue(rt.topology.ticks, ensure=True)  # wait queues dead-letter into it
-        self.ingress = Ingress(rt)
+        self.ingress = TaggedIngress(rt)
         self.ingress.start()
+        self.reporter = observability.start_reporter(rt, self.ingress.consuming)
         self.watchdog = Watchdog(rt)
         self.watchdog.start()
         log.info("worker process ready")
@@ -102,3 +108,6 @@ class Lifecycle(dramatiq.Middleware):
         if self.watchdog is not None:
             self.watchdog.stop(2.0)
         log.info("worker process draining")
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        observability.shutdown(self.reporter)

@@ -16,6 +16,8 @@ from dramatiq import cli as dramatiq_cli
 
 from worker.amqp.connection import AmqpError, safe_url
 from worker.logs import configure_logging
+from worker.observability.errors import init_sentry
+from worker.observability.supervisor import ExpositionError, start_exposition
 from worker.runtime.context import Runtime, install_runtime
 from worker.runtime.lifecycle import declare_topology, secrets_of
 from worker.settings import Settings
@@ -64,12 +66,22 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     rt = Runtime(settings)
     configure_logging(settings.log_format.value, settings.log_level, secrets_of(rt))
+    init_sentry(settings)  # before the fork: the workers inherit it (and their brokers get its middleware)
     try:
         preflight(settings)
-    except ConfigError as exc:
+        exposition = start_exposition(settings, args.processes)  # /metrics etc.: one server, here
+    except (ConfigError, ExpositionError) as exc:
         log.error("cannot start: %s", exc)
         return 2
     install_runtime(None)  # each worker process builds its own after the fork
+    try:
+        return _run_dramatiq(args, settings)
+    finally:
+        if exposition is not None:
+            exposition.close()
+
+
+def _run_dramatiq(args: argparse.Namespace, settings: Settings) -> int:
     dramatiq_args = dramatiq_cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
             "worker.runtime.app",
