@@ -32,7 +32,7 @@ from worker.families import (
 from worker.runtime import deliver as delivery
 from worker.runtime.budget import Grant, Priority
 from worker.runtime.context import Runtime
-from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING
+from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ROW_ERROR_LIMIT = 5
 SCAN_LIMIT = 500
+FILL_SCAN = 200  # next-due rows looked at to fill a poll round's last calls
 
 
 class Superseded(RuntimeError):
@@ -66,35 +67,55 @@ class FamilyTick:
         self.settings = rt.settings
         self.registry = rt.registry
         self.budget_wait: float | None = None
+        # Index -> real seconds the budget asked its work to wait; `stopped` when a refusal ended the tick.
+        self.refused: dict[str, float] = {}
+        self.stopped = False
+        self._cadence: float | None = None
 
     # -- entry ----------------------------------------------------------------------------------
 
     def run(self) -> float:
-        """Do the due work; return the real seconds until this family next needs a tick."""
-        for phase in (
-            self.finish_phase,
-            self.cancel_phase,
-            self.start_phase,
-            self.poll_phase,
-            self.finish_phase,
+        """Do the due work; return the real seconds until this family next needs a tick.
+
+        A budget refusal ends the tick, except for starts: polls may still be owed their share
+        of the budget (see budget.py), so the poll round is tried after refused starts.
+        """
+        for index, phase in (
+            ("finishing", self.finish_phase),
+            ("cancels", self.cancel_phase),
+            ("waiting", self.start_phase),
+            ("running", self.poll_phase),
+            ("finishing", self.finish_phase),
         ):
             try:
                 phase()
             except BudgetWait as wait:
-                self.budget_wait = wait.wait
-                break
+                self.refused[index] = min(wait.wait, self.refused.get(index, wait.wait))
+                self.budget_wait = min(self.refused.values())
+                if index != "waiting":
+                    self.stopped = True
+                    break
         return self.next_delay()
 
     def next_delay(self) -> float:
+        """The tick's next due time: the earliest due row, or the budget's word for refused work."""
         now = time.time()
-        candidates = [self.settings.tick_max_idle_seconds]
-        if self.budget_wait is not None:
-            candidates.append(self.budget_wait)
-        for index in ("waiting", "running", "finishing"):
-            due = self.registry.next_due(index, self.kind)
-            if due is not None:
-                candidates.append(due - now)
+        candidates = [self.settings.tick_max_idle_seconds, *self.refused.values()]
+        if not self.stopped:
+            for index in ("waiting", "running", "finishing"):
+                if index in self.refused:
+                    continue
+                due = self.registry.next_due(index, self.kind)
+                if due is not None:
+                    candidates.append(due - now)
         return max(0.0, min(candidates))
+
+    @property
+    def cadence(self) -> float:
+        """Real seconds between two polls of a running row, as the key's limit affords (per tick)."""
+        if self._cadence is None:
+            self._cadence = self.settings.scaled(self.rt.budget.poll_cadence())
+        return self._cadence
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -329,6 +350,7 @@ class FamilyTick:
             )
             return
         now = time.time()
+        first_poll = now if outcome.synchronous else self._first_poll_at(now)
 
         def running(r: dict[str, Any]) -> dict[str, Any] | None:
             if r["state"] != STARTING or r.get("start_token") != self.token:
@@ -342,7 +364,7 @@ class FamilyTick:
             r["state"] = RUNNING
             r["poll_interval"] = None
             needs_poll = any(i.status == "pending" for i in outcome.items.values()) or outcome.synchronous
-            r["next_poll_at"] = now if outcome.synchronous else now + self.settings.scaled(next_interval(None))
+            r["next_poll_at"] = first_poll
             if not needs_poll:
                 return self._terminal(r, now)
             return r
@@ -360,6 +382,14 @@ class FamilyTick:
                 return None
             if err.sent or err.http_status is not None:
                 r["api_calls"] = float(r.get("api_calls") or 0.0) + 1
+            if resend and r.get("cancel"):
+                # A cancel arrived during the call: the request is back to waiting, so it ends before_start.
+                error = error_object(
+                    ErrorCode.CANCELED_BY_REQUEST,
+                    "canceled before its start call went through",
+                    details={"canceled_by": _request_id_of(r["cancel"])},
+                )
+                return to_finishing(r, Status.CANCELED, error, now, result=None)
             if resend:
                 r["state"] = WAITING
                 r["last_start_error"] = err.to_dict()
@@ -378,11 +408,19 @@ class FamilyTick:
                 error = _api_error(err)
             return to_finishing(r, Status.ERROR, error, now, result=None)
 
-        self.registry.update(key, failed)
+        row = self.registry.update(key, failed)
+        if resend and row is not None and row["state"] == FINISHING and row.get("cancel"):
+            self._resolve_cancel_request(row["cancel"], {"canceled": True, "reason": "before_start"})
 
     # -- 4. polls -------------------------------------------------------------------------------
 
     def poll_phase(self) -> None:
+        """One round: every due row, in as few calls as the batch limits allow, each call filled up.
+
+        Only due rows (and those due within POLL_COALESCE_SECONDS) decide how many calls the round
+        makes; room left in the last call of a group is filled with the family's next-due rows, so
+        a call never goes out half empty while other rows of the family would soon need their own.
+        """
         now = time.time()
         horizon = now + self.settings.scaled(self.settings.poll_coalesce_seconds)
         keys = self.registry.due("running", self.kind, until=horizon, limit=SCAN_LIMIT)
@@ -400,8 +438,47 @@ class FamilyTick:
             work = work_of(key, row)
             group = ("solo", key) if row.get("poll_alone") else self.rules.poll_group(work)
             groups[group].append(work)
-        for batch in self._batches(groups):
+        batches: list[list[Work]] = []
+        last_of_group: dict[tuple[Any, ...], list[Work]] = {}
+        for group, works in groups.items():
+            split = self._batches({group: works})
+            batches.extend(split)
+            if group[0] != "solo":
+                last_of_group[group] = split[-1]
+        self._fill(last_of_group, set(keys), horizon, now)
+        for batch in batches:
             self._poll_batch(batch)
+
+    def _fill(
+        self, last_of_group: dict[tuple[Any, ...], list[Work]], taken: set[str], after: float, now: float
+    ) -> None:
+        """Top up each group's last batch with the family's next-due rows of that group."""
+        room = {group: self.rules.batch_limit - self._units(batch) for group, batch in last_of_group.items()}
+        if not any(r > 0 for r in room.values()):
+            return
+        index = index_name("running", self.kind)
+        upcoming = self.rt.store.index_range(index, min_score=after, max_score=float("inf"), limit=FILL_SCAN)
+        keys = [k for k, score in upcoming if k not in taken and score > after]
+        for key, row in self._load(keys):
+            if row["state"] != RUNNING or row.get("poll_alone") or now >= row["deadline_at"]:
+                continue
+            work = work_of(key, row)
+            group = self.rules.poll_group(work)
+            size = max(1, len(self.rules.poll_units(work)))
+            if group not in last_of_group or room[group] < size:
+                continue
+            last_of_group[group].append(work)
+            room[group] -= size
+
+    def _units(self, batch: list[Work]) -> int:
+        return sum(max(1, len(self.rules.poll_units(w))) for w in batch)
+
+    def _first_poll_at(self, now: float) -> float:
+        """A started row joins the family's next poll round (within one cadence) instead of opening one."""
+        index = index_name("running", self.kind)
+        cadence = self.cadence
+        nxt = self.rt.store.index_range(index, min_score=now - cadence, max_score=now + cadence, limit=1)
+        return max(now, nxt[0][1]) if nxt else now + cadence
 
     def _poll_batch(self, batch: list[Work]) -> None:
         keys = [w.key for w in batch]
@@ -430,15 +507,18 @@ class FamilyTick:
             return None
         row["api_calls"] = float(row.get("api_calls") or 0.0) + share
         row["items"] = {k: v.as_dict() for k, v in read.items.items()}
+        row["last_poll_error"] = None
         if read.payload is not None:
             row["payload"] = read.payload
         if not any(v.status == "pending" for v in read.items.values()):
             return self._terminal(row, now)
         if now >= row["deadline_at"]:
-            return self._deadline_row(row, now)
-        interval = next_interval(row.get("poll_interval"))
-        row["poll_interval"] = interval
-        row["next_poll_at"] = now + self.settings.scaled(interval)
+            if row.get("deadline_checked") or not self.rules.can_cancel_at_api():
+                return self._deadline_row(row, now)
+            row["next_poll_at"] = now  # the next round cancels the job at the API first (`_deadline`)
+            return row
+        row["poll_interval"] = next_interval(row.get("poll_interval"))  # the backoff after a failed poll
+        row["next_poll_at"] = now + self.cadence  # the family's next round: every row polled here stays in step
         return row
 
     def _terminal(self, row: dict[str, Any], now: float) -> dict[str, Any]:
@@ -467,6 +547,8 @@ class FamilyTick:
                     return to_finishing(r, Status.ERROR, _api_error(err), now)
                 if not err.retryable:
                     r["poll_alone"] = True  # find the request the API objects to
+                else:
+                    r["last_poll_error"] = err.to_dict()  # an outage at the deadline is UPSTREAM_UNAVAILABLE
                 interval = next_interval(r.get("poll_interval"))
                 r["poll_interval"] = interval
                 r["next_poll_at"] = now + self.settings.scaled(err.retry_after or interval)
@@ -489,6 +571,18 @@ class FamilyTick:
         self.registry.update(key, lambda r: self._deadline_row(r, time.time()) if r["state"] == RUNNING else None)
 
     def _deadline_row(self, row: dict[str, Any], now: float) -> dict[str, Any]:
+        """DEADLINE_EXCEEDED; UPSTREAM_UNAVAILABLE when the polls were failing (429/5xx/transport) until then."""
+        last = row.get("last_poll_error")
+        if last:
+            error = error_object(
+                ErrorCode.UPSTREAM_UNAVAILABLE,
+                f"the API stayed unavailable until the deadline (last: {last.get('code')} {last.get('message')})",
+                retryable=True,
+                http_status=last.get("http_status"),
+                toksta_request_id=last.get("toksta_request_id"),
+                details={"deadline_at": row["deadline_at"]},
+            )
+            return to_finishing(row, Status.ERROR, error, now)
         error = error_object(
             ErrorCode.DEADLINE_EXCEEDED,
             "the request did not reach a terminal state by its deadline",
@@ -498,24 +592,35 @@ class FamilyTick:
         return to_finishing(row, Status.ERROR, error, now)
 
     def _recover_unconfirmed(self, key: str, row: dict[str, Any]) -> None:
-        """A start that a dead (or superseded) tick began: its outcome is unknown."""
-        if may_resend_unconfirmed(self.kind, self.settings.resend_unconfirmed_start):
-            self.registry.update(
-                key,
-                lambda r: dict(r, state=WAITING, next_start_at=time.time()) if r["state"] == STARTING else None,
+        """A start that a dead (or superseded) tick began: its outcome is unknown.
+
+        With the family's opt-in the start is re-sent (back to waiting), unless a cancel arrived
+        meanwhile: then the request ends canceled, as a waiting one would.
+        """
+        resend = may_resend_unconfirmed(self.kind, self.settings.resend_unconfirmed_start)
+
+        def recover(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != STARTING:
+                return None
+            if resend and r.get("cancel"):
+                error = error_object(
+                    ErrorCode.CANCELED_BY_REQUEST,
+                    "canceled before its start call went through",
+                    details={"canceled_by": _request_id_of(r["cancel"])},
+                )
+                return to_finishing(r, Status.CANCELED, error, time.time(), result=None)
+            if resend:
+                return dict(r, state=WAITING, next_start_at=time.time())
+            error = error_object(
+                ErrorCode.START_UNCONFIRMED,
+                "the worker stopped during the start call; its outcome is unknown",
+                details={"may_have_started": True, "cause": "WORKER_INTERRUPTED"},
             )
-            return
-        error = error_object(
-            ErrorCode.START_UNCONFIRMED,
-            "the worker stopped during the start call; its outcome is unknown",
-            details={"may_have_started": True, "cause": "WORKER_INTERRUPTED"},
-        )
-        self.registry.update(
-            key,
-            lambda r: (
-                to_finishing(r, Status.ERROR, error, time.time(), result=None) if r["state"] == STARTING else None
-            ),
-        )
+            return to_finishing(r, Status.ERROR, error, time.time(), result=None)
+
+        updated = self.registry.update(key, recover)
+        if resend and updated is not None and updated["state"] == FINISHING and updated.get("cancel"):
+            self._resolve_cancel_request(updated["cancel"], {"canceled": True, "reason": "before_start"})
 
     def _row_error(self, key: str, share: float) -> None:
         def bump(r: dict[str, Any]) -> dict[str, Any] | None:
