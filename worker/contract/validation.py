@@ -26,6 +26,10 @@ from worker.contract.models import (
 )
 
 TOP_LEVEL_KEYS = frozenset({"request_id", "kind", "params", "reply_to", "options"})
+# Deeper JSON is refused whatever the parser could manage: its recursion limit depends on the
+# calling thread's stack, and the answer to a message must not.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = f"body is nested deeper than {MAX_JSON_DEPTH} levels"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
@@ -114,6 +118,10 @@ def validate_message(
         doc = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         return _invalid(RejectReason.INVALID_JSON, "", f"body is not JSON: {exc}", fallback)
+    except RecursionError:  # deeper than the parser goes, so deeper than MAX_JSON_DEPTH too
+        return _invalid(RejectReason.INVALID_JSON, "", _TOO_DEEP, fallback)
+    if _deeper_than(doc, MAX_JSON_DEPTH):
+        return _invalid(RejectReason.INVALID_JSON, "", _TOO_DEEP, fallback)
     if not isinstance(doc, dict):
         return _invalid(RejectReason.INVALID_JSON, "", f"body is a JSON {type(doc).__name__}, not an object", fallback)
     return _validate_document(doc, reply_to_property, limits)
@@ -124,7 +132,8 @@ def _validate_document(
 ) -> ValidRequest | InvalidMessage:
     reply_to, problem = _reply_queue(doc, reply_to_property, limits.request_queue)
     readable_id = doc.get("request_id") if _is_request_id(doc.get("request_id")) else None
-    readable_kind = doc.get("kind") if doc.get("kind") in set(Kind) else None
+    raw_kind = doc.get("kind")
+    readable_kind = raw_kind if isinstance(raw_kind, str) and raw_kind in set(Kind) else None
     if problem is not None:
         return InvalidMessage(problem[0], (problem[1],), reply_to, readable_id, readable_kind)
     assert reply_to is not None
@@ -154,6 +163,11 @@ def _validate_document(
     params_error = _params_error(doc["params"], kind)
     if params_error is not None:
         return invalid(params_error.path, params_error.message)
+    try:
+        content = request_content(kind.value, doc["params"], doc.get("options"))
+    except (ValueError, UnicodeError) as exc:
+        # RFC 8785 needs I-JSON: no integer beyond 2**53, no overflowing float, no lone surrogate.
+        return invalid("params", f"is not I-JSON, so it cannot be compared as canonical JSON: {exc}")
     return ValidRequest(
         request_id=doc["request_id"],
         kind=kind,
@@ -161,7 +175,7 @@ def _validate_document(
         options=options_or_error,
         reply_to=reply_to,
         body=doc,
-        content_sha256=sha256_hex(request_content(kind.value, doc["params"], doc.get("options"))),
+        content_sha256=sha256_hex(content),
     )
 
 
@@ -237,3 +251,17 @@ def _is_request_id(value: object) -> bool:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

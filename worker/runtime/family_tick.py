@@ -447,7 +447,7 @@ class FamilyTick:
                 last_of_group[group] = split[-1]
         self._fill(last_of_group, set(keys), horizon, now)
         for batch in batches:
-            self._poll_batch(batch)
+            self._poll_batch(batch, now)
 
     def _fill(
         self, last_of_group: dict[tuple[Any, ...], list[Work]], taken: set[str], after: float, now: float
@@ -480,7 +480,9 @@ class FamilyTick:
         nxt = self.rt.store.index_range(index, min_score=now - cadence, max_score=now + cadence, limit=1)
         return max(now, nxt[0][1]) if nxt else now + cadence
 
-    def _poll_batch(self, batch: list[Work]) -> None:
+    def _poll_batch(self, batch: list[Work], round_start: float) -> None:
+        """One call of a round; its rows' next poll counts from the round's start, not this call's end,
+        so the calls of one round (however long it takes) stay one round in the next cadence."""
         keys = [w.key for w in batch]
         wait = self.settings.poll_wait_seconds if len(batch) == 1 else 0
         try:
@@ -497,9 +499,14 @@ class FamilyTick:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
                 self._row_error(work.key, share)
                 continue
-            self.registry.update(work.key, lambda r, rd=read: self._apply_poll(r, rd, now, share))  # type: ignore[misc]
+            self.registry.update(
+                work.key,
+                lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start),  # type: ignore[misc]
+            )
 
-    def _apply_poll(self, row: dict[str, Any], read: Any, now: float, share: float) -> dict[str, Any] | None:
+    def _apply_poll(
+        self, row: dict[str, Any], read: Any, now: float, share: float, round_start: float
+    ) -> dict[str, Any] | None:
         if row["state"] != RUNNING:
             if row["state"] != DONE:
                 row["api_calls"] = float(row.get("api_calls") or 0.0) + share
@@ -518,7 +525,7 @@ class FamilyTick:
             row["next_poll_at"] = now  # the next round cancels the job at the API first (`_deadline`)
             return row
         row["poll_interval"] = next_interval(row.get("poll_interval"))  # the backoff after a failed poll
-        row["next_poll_at"] = now + self.cadence  # the family's next round: every row polled here stays in step
+        row["next_poll_at"] = round_start + self.cadence  # the family's next round: every row polled here stays in step
         return row
 
     def _terminal(self, row: dict[str, Any], now: float) -> dict[str, Any]:

@@ -147,7 +147,11 @@ class Ingress:
         except StateStoreError as exc:
             raise InfrastructureDown(str(exc)) from exc
         intake = Intake(self.settings, self.rt.registry, self.rt.publisher())
-        verdict = validate_message(message.body, message.properties.reply_to, self.limits)
+        try:
+            verdict = validate_message(message.body, message.properties.reply_to, self.limits)
+        except Exception as exc:  # noqa: BLE001 (a validator bug must not stop the ingress thread)
+            self._crashed(message, None, exc, deliveries, counter, ack, nack)
+            return
         try:
             if isinstance(verdict, InvalidMessage):
                 intake.invalid(message, verdict, deliveries)
@@ -178,15 +182,14 @@ class Ingress:
         if deliveries < self.settings.poison_delivery_limit:
             nack()
             return
-        valid = not isinstance(verdict, InvalidMessage)
-        reply_to = verdict.reply_to
+        if verdict is None:  # validation itself failed: nothing about the message is known
+            reply_to, request_id, kind = None, None, None
+        else:
+            valid = not isinstance(verdict, InvalidMessage)
+            reply_to, request_id = verdict.reply_to, verdict.request_id
+            kind = verdict.kind.value if valid else verdict.kind
         Intake(self.settings, self.rt.registry, self.rt.publisher()).poison(
-            message,
-            reply_to,
-            verdict.request_id,
-            verdict.kind.value if valid else verdict.kind,
-            error,
-            deliveries,
+            message, reply_to, request_id, kind, error, deliveries
         )
         self._clear(counter)
         ack()

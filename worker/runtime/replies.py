@@ -89,7 +89,7 @@ def reply_body(
 
 def encode(body: dict[str, Any], max_bytes: int) -> tuple[bytes, str]:
     """JSON bytes and status of a reply; one over `max_bytes` becomes REPLY_TOO_LARGE with its job ids."""
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    data = _json_bytes(body)
     if len(data) <= max_bytes:
         return data, str(body["status"])
     replacement = dict(
@@ -102,7 +102,18 @@ def encode(body: dict[str, Any], max_bytes: int) -> tuple[bytes, str]:
             details={"size_bytes": len(data), "limit_bytes": max_bytes, "original_status": body["status"]},
         ),
     )
-    return json.dumps(replacement, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), Status.ERROR.value
+    return _json_bytes(replacement), Status.ERROR.value
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON. A lone surrogate (a request may carry one as `\\ud800`, e.g. in an
+    unknown key an INVALID_REQUEST reply names) has no UTF-8 form: then every non-ASCII character
+    is written as a JSON escape instead, which is the same JSON text."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def reply_message_id(request_id: str) -> str:
