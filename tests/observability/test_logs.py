@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from worker.logs import configure_logging
-from worker.observability.tagging import fields_of_body, request_context
+from worker.observability.tagging import request_context
 
 from .helpers import CANARY_KEY
 
@@ -75,14 +75,3 @@ def test_console_format_is_readable_and_scrubbed(capture: io.StringIO) -> None:
     line = capture.getvalue().strip()
     assert line.endswith("obs.test: using [redacted] request_id=r-3")
     assert "INFO" in line
-
-
-def test_request_fields_from_a_body_are_best_effort() -> None:
-    assert fields_of_body(b'{"request_id": "a", "kind": "enrichment", "params": {}}', 1000) == {
-        "request_id": "a",
-        "kind": "enrichment",
-    }
-    assert fields_of_body(b'{"request_id": 5}', 1000) == {}
-    assert fields_of_body(b"[1, 2]", 1000) == {}
-    assert fields_of_body(b"{not json", 1000) == {}
-    assert fields_of_body(b'{"request_id": "a"}', 5) == {}  # too large to be worth parsing twice

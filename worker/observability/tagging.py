@@ -3,22 +3,21 @@
 `request_context(request_id=..., kind=...)` binds the request fields for everything logged inside
 (JSON log keys) and forks Sentry's isolation scope, tagged with them and with fresh breadcrumbs,
 so an error raised deep in the handling of a message (or logged by the ingress after it failed)
-names its request and shows only what happened to it. `TaggedIngress` opens one around each
-delivery, with the ids read from the message body as far as it is readable.
+names its request and shows only what happened to it. `TaggedIngress` opens one around the
+handling of each message, with the ids the validator read from it.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import sentry_sdk
 
+from worker.contract.models import Kind
 from worker.logs import REQUEST_FIELDS, current_context, log_context
 from worker.observability.errors import MAX_TAG_CHARS
 from worker.runtime.ingress import Ingress
-from worker.runtime.intake import Delivery
 
 
 @contextmanager
@@ -35,26 +34,9 @@ def request_context(**fields: object) -> Iterator[dict[str, str]]:
         yield bound
 
 
-def fields_of_body(body: bytes, max_bytes: int) -> dict[str, str]:
-    """`request_id` and `kind` of a request body, best effort (an invalid body may have neither)."""
-    if len(body) > max_bytes:
-        return {}
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    return {
-        name: value[:MAX_TAG_CHARS]
-        for name in ("request_id", "kind")
-        if isinstance(value := doc.get(name), str) and value
-    }
-
-
 class TaggedIngress(Ingress):
-    """The ingress, with each delivery handled inside the request's context."""
+    """The ingress, with each message handled inside its request's context (ids from the validator)."""
 
-    def handle(self, message: Delivery, ack: Callable[[], object], nack: Callable[[], object]) -> None:
-        with request_context(**fields_of_body(message.body, self.settings.max_request_bytes)):
-            super().handle(message, ack, nack)
+    def request_context(self, request_id: str | None, kind: object) -> AbstractContextManager[object]:
+        kind_text = kind.value if isinstance(kind, Kind) else kind if isinstance(kind, str) else None
+        return request_context(request_id=request_id, kind=kind_text)

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pika
@@ -152,20 +153,25 @@ class Ingress:
         except Exception as exc:  # noqa: BLE001 (a validator bug must not stop the ingress thread)
             self._crashed(message, None, exc, deliveries, counter, ack, nack)
             return
-        try:
-            if isinstance(verdict, InvalidMessage):
-                intake.invalid(message, verdict, deliveries)
-            else:
-                _fault_hook(verdict.request_id, self.settings.crash_request_ids)
-                intake.accept(message, verdict)
-        except _INFRA_ERRORS as exc:
-            self._forgive(counter)
-            raise InfrastructureDown(f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 (any other failure counts as a crash of the handler)
-            self._crashed(message, verdict, exc, deliveries, counter, ack, nack)
-            return
+        with self.request_context(verdict.request_id, verdict.kind):
+            try:
+                if isinstance(verdict, InvalidMessage):
+                    intake.invalid(message, verdict, deliveries)
+                else:
+                    _fault_hook(verdict.request_id, self.settings.crash_request_ids)
+                    intake.accept(message, verdict)
+            except _INFRA_ERRORS as exc:
+                self._forgive(counter)
+                raise InfrastructureDown(f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 (any other failure counts as a crash of the handler)
+                self._crashed(message, verdict, exc, deliveries, counter, ack, nack)
+                return
         self._clear(counter)
         ack()
+
+    def request_context(self, request_id: str | None, kind: object) -> AbstractContextManager[object]:
+        """Where the handling of one message runs; observability binds its ids to logs and errors."""
+        return nullcontext()
 
     def _crashed(
         self,
