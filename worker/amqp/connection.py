@@ -29,7 +29,7 @@ class AmqpError(Exception):
     """Base of this package's errors."""
 
 
-class AmqpUnavailable(AmqpError):  # noqa: N818 (name fixed by the interface)
+class AmqpUnavailable(AmqpError):
     """The broker cannot be reached (or refused us); the text never contains the password."""
 
 

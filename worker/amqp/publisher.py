@@ -73,11 +73,11 @@ class PublishOutcome(StrEnum):
     UNROUTABLE = "unroutable"  # kept in `<request queue>.unroutable`
 
 
-class PublishFailed(AmqpError):  # noqa: N818 (name fixed by the interface)
+class PublishFailed(AmqpError):
     """The broker did not confirm the message (it may or may not hold it: publish again)."""
 
 
-class Unroutable(AmqpError):  # noqa: N818 (name fixed by the interface)
+class Unroutable(AmqpError):
     """The broker returned (`no_route`) or nacked (`nacked`) a mandatory, confirmed publish."""
 
     def __init__(self, routing_key: str, reason: str) -> None:

@@ -36,7 +36,7 @@ WAIT_DELAYS_MS: tuple[int, ...] = (50, 200, 1000, 5000)
 PRECONDITION_FAILED = 406
 
 
-class TopologyMismatch(AmqpError):  # noqa: N818 (name fixed by the interface)
+class TopologyMismatch(AmqpError):
     """A queue exists with other arguments than the ones this worker declares."""
 
     def __init__(self, queue: str, wanted: dict[str, Any], broker_says: str) -> None:

@@ -254,9 +254,7 @@ def _snapshot(
             channel.close()
 
 
-def _parse(
-    queue: str, position: int, body: bytes, properties: pika.BasicProperties, now: float
-) -> DeadLetter:
+def _parse(queue: str, position: int, body: bytes, properties: pika.BasicProperties, now: float) -> DeadLetter:
     headers = properties.headers or {}
     at = _number(headers.get(H_DEAD_LETTERED_AT))
     if at is None and properties.timestamp is not None:

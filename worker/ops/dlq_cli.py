@@ -204,8 +204,7 @@ def _print_report(report: dlq.ReplayReport, out: TextIO, err: TextIO) -> None:
     for letter_id in report.not_found:
         print(f"not found {letter_id}", file=err)
     print(
-        f"{len(report.replayed)} replayed, {len(report.skipped)} left in place, "
-        f"{len(report.not_found)} not found",
+        f"{len(report.replayed)} replayed, {len(report.skipped)} left in place, {len(report.not_found)} not found",
         file=out,
     )
 

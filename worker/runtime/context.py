@@ -30,6 +30,8 @@ class Runtime:
 
     settings: Settings
     call_observers: list[Callable[[CallRecord], None]] = field(default_factory=list)
+    # Set when the process starts its graceful shutdown: ticks stop between API calls and hand over.
+    draining: threading.Event = field(default_factory=threading.Event, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @cached_property

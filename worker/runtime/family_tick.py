@@ -128,6 +128,7 @@ class FamilyTick:
         when the call fails (its cost is still booked). With `book=False` the caller adds the
         share in its own row update (the poll path, where every row is rewritten anyway).
         """
+        self._check_draining()
         grant: Grant = self.rt.budget.acquire(priority)
         if not grant.granted:
             raise BudgetWait(grant.wait)
@@ -171,7 +172,9 @@ class FamilyTick:
             if not row.get("needs_followup"):
                 delivery.deliver(self.registry, self.rt.publisher(), key, self.settings.max_reply_bytes)
             if row.get("cancel"):
-                self._resolve_cancel_request(row["cancel"], {"canceled": False, "reason": "already_terminal"})
+                applied = ((row.get("outcome") or {}).get("error") or {}).get("code") == ErrorCode.CANCELED_BY_REQUEST
+                result = {"canceled": applied, "reason": "cancel_applied" if applied else "already_terminal"}
+                self._resolve_cancel_request(row["cancel"], result)
 
     def _followups(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
@@ -232,12 +235,18 @@ class FamilyTick:
             response = self.call(Priority.FINISH, [key], lambda: self.rt.client.cancel_job(job_id))
         except ApiError as err:
             if err.retryable:
+                if err.sent:
+                    # The API may have canceled the job although no answer came back: remember it, so a
+                    # `canceled` job (seen by the retry or by a poll) is read as this cancel's doing.
+                    self.registry.update(
+                        key, lambda r: dict(r, cancel_sent=True) if r.get("cancel") == cancel_key else None
+                    )
                 return
             self.registry.update(key, lambda r: dict(r, cancel=None))
             self._resolve_cancel_request(cancel_key, None, error=_api_error(err))
             return
         job = _job_of(response)
-        if job.get("canceled") is True:
+        if job.get("canceled") is True or (row.get("cancel_sent") and job.get("status") == "canceled"):
 
             def canceled(r: dict[str, Any]) -> dict[str, Any]:
                 r["cancel"] = None
@@ -250,9 +259,9 @@ class FamilyTick:
                 return to_finishing(r, Status.CANCELED, error, time.time())
 
             self.registry.update(key, canceled)
-            self._resolve_cancel_request(
-                cancel_key, {"canceled": True, "reason": str(job.get("reason") or "cancel_applied")}
-            )
+            # The API's reason, unless this answers a re-sent cancel (then the API says already_terminal).
+            reason = str(job.get("reason") or "cancel_applied") if job.get("canceled") is True else "cancel_applied"
+            self._resolve_cancel_request(cancel_key, {"canceled": True, "reason": reason})
         else:
             # Already terminal at the API: the request ends in that state at its next poll.
             self.registry.update(key, lambda r: dict(r, cancel=None, next_poll_at=time.time()))
@@ -309,6 +318,7 @@ class FamilyTick:
         self.registry.update(key, expire)
 
     def _start(self, key: str) -> None:
+        self._check_draining()
         grant = self.rt.budget.acquire(Priority.START)
         if not grant.granted:
             raise BudgetWait(grant.wait)
@@ -534,6 +544,13 @@ class FamilyTick:
         error = None
         if summary.status != Status.SUCCEEDED:
             error = error_object(str(summary.code), str(summary.message), details=summary.counts)
+        if summary.status == Status.CANCELED and row.get("cancel") and row.get("cancel_sent"):
+            # Our cancel call reached the API but its answer was lost (see _cancel_at_api).
+            error = error_object(
+                ErrorCode.CANCELED_BY_REQUEST,
+                "canceled by a cancel request",
+                details={"canceled_by": _request_id_of(row["cancel"])},
+            )
         work = work_of("", row)
         row["needs_followup"] = self.rules.wants_followup(work)
         return to_finishing(row, summary.status, error, now)
@@ -646,6 +663,15 @@ class FamilyTick:
         self.registry.update(key, bump)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _check_draining(self) -> None:
+        """Graceful shutdown: end the tick before its next call; it re-arms at once for another process.
+
+        Without this a tick with many calls to make (a backlog of starts, a slow API) would outlive
+        DRAIN_SECONDS and be cut off mid-call, leaving a start unconfirmed.
+        """
+        if self.rt.draining.is_set():
+            raise BudgetWait(0.0)
 
     def _load(self, keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
         return [(k, v.value) for k, v in zip(keys, self.registry.get_many(keys), strict=True) if v is not None]

@@ -28,6 +28,7 @@ from worker.runtime.registry import (
     WAITING,
     Registry,
     request_key,
+    tombstone_key,
 )
 from worker.runtime.replies import Target, error_object
 from worker.runtime.rows import add_target, new_row, to_finishing
@@ -173,19 +174,41 @@ class Intake:
     def _register(self, key: str, request: ValidRequest, target: Target, message: Delivery) -> bool:
         now = time.time()
         row = new_row(request, message.user_id, target, now, self._deadline(request))
-        canceled = self.registry.tombstoned(message.user_id, request.request_id)
-        if canceled:
-            error = error_object(ErrorCode.CANCELED_BY_REQUEST, "a cancel request arrived before this request")
-            to_finishing(row, Status.CANCELED, error, now, result=None)
+        canceled_by = self._canceled_by(message.user_id, request.request_id)
+        if canceled_by is not None:
+            to_finishing(row, Status.CANCELED, _canceled_before_arrival(canceled_by), now, result=None)
         if not self.registry.create(key, row):
             return False
+        if canceled_by is None:
+            # A cancel may have run between the check above and the create (it looks for this row after
+            # writing its tombstone, we look for the tombstone after writing the row: one of us sees the other).
+            late = self._canceled_by(message.user_id, request.request_id)
+            if late is not None:
+                error = _canceled_before_arrival(late)
+                row = (
+                    self.registry.update(
+                        key,
+                        lambda r: (
+                            to_finishing(r, Status.CANCELED, error, time.time(), result=None)
+                            if r["state"] == WAITING
+                            else None
+                        ),
+                    )
+                    or row
+                )
+                canceled_by = late if row["state"] == FINISHING else None
         log.info(
             "request registered",
-            extra={"request_id": request.request_id, "kind": request.kind.value, "canceled": canceled},
+            extra={"request_id": request.request_id, "kind": request.kind.value, "canceled": canceled_by is not None},
         )
-        if canceled:
+        if canceled_by is not None:
             self._deliver(key)
         return True
+
+    def _canceled_by(self, user_id: str | None, request_id: str) -> str | None:
+        """The request id of a cancel that arrived before this request, if any."""
+        tomb = self.registry.get(tombstone_key(user_id, request_id))
+        return None if tomb is None else str(tomb.value.get("canceled_by") or "")
 
     def _duplicate(
         self, key: str, row: dict[str, Any], request: ValidRequest, target: Target, message: Delivery
@@ -246,6 +269,10 @@ class Intake:
 
         def mark(r: dict[str, Any]) -> dict[str, Any] | None:
             nonlocal outcome
+            error_details = ((r.get("outcome") or {}).get("error") or {}).get("details") or {}
+            if r["state"] in (FINISHING, DONE) and error_details.get("canceled_by") == cancel_row["request_id"]:
+                outcome = {"canceled": True, "reason": "before_start"}  # this cancel already did it (a retry, a race)
+                return None
             if r["kind"] == Kind.CANCEL.value or r["state"] in (FINISHING, DONE):
                 outcome = {"canceled": False, "reason": "already_terminal"}
                 return None
@@ -268,6 +295,9 @@ class Intake:
         updated = self.registry.update(target_key, mark)
         if updated is None:
             self.registry.tombstone(message.user_id, target_id, cancel_row["request_id"])
+            # The target may have been registered meanwhile; it checks for the tombstone after its create.
+            updated = self.registry.update(target_key, mark)
+        if updated is None:
             outcome = {"canceled": True, "reason": "before_start"}
         elif outcome is not None and outcome.get("reason") == "before_start":
             self._deliver(target_key)
@@ -290,3 +320,11 @@ class Intake:
     def _deadline(self, request: ValidRequest) -> float:
         seconds = request.options.deadline_seconds or self.settings.default_deadline_seconds
         return self.settings.scaled(float(seconds))
+
+
+def _canceled_before_arrival(canceled_by: str) -> dict[str, Any]:
+    return error_object(
+        ErrorCode.CANCELED_BY_REQUEST,
+        "a cancel request arrived before this request",
+        details={"canceled_by": canceled_by},
+    )

@@ -102,6 +102,7 @@ class Lifecycle(dramatiq.Middleware):
         log.info("worker process ready")
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        runtime().draining.set()  # a running tick makes no further API call; it re-arms at once
         drain = runtime().settings.drain_seconds
         if self.ingress is not None:
             self.ingress.stop(drain / 2)

@@ -1,0 +1,111 @@
+"""A cancel handled while its target is being registered: exactly one of them cancels the target.
+
+Found by the chaos run (two ingress processes, a RabbitMQ restart redelivering both at once): the
+target checked for a tombstone, the cancel found no target row and wrote its tombstone and answered
+`before_start`, then the target's row was created and started. The interleavings are forced here by
+running the cancel from inside the target's registration (real state store, real RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from worker.amqp.publisher import Publisher
+from worker.amqp.topology import Topology
+from worker.contract.validation import MessageLimits, ValidRequest, validate_message
+from worker.ops.requester import Requester
+from worker.runtime.intake import Delivery, Intake
+from worker.runtime.registry import Registry, request_key
+from worker.settings import Settings
+from worker.state.factory import open_state_store
+
+
+class RacingRegistry:
+    """A Registry that runs `hook` once, just before the first write of `key` of the given kind."""
+
+    def __init__(self, inner: Registry, key: str, when: str) -> None:
+        self._inner = inner
+        self._key = key
+        self._when = when  # "create": between the target's tombstone check and its create
+        self.hook: Callable[[], None] | None = None
+
+    def create(self, key: str, row: dict[str, Any]) -> bool:
+        if key == self._key and self._when == "create" and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return self._inner.create(key, row)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Settings, Registry, Publisher, Requester]]:
+    queue = f"race.{uuid.uuid4().hex[:10]}.requests"
+    settings = Settings(request_queue=queue, state_dir=str(tmp_path))
+    store = open_state_store(None, state_dir=str(tmp_path), namespace=queue)
+    registry = Registry(store, done_ttl_seconds=3600, tombstone_ttl_seconds=3600)
+    publisher = Publisher(settings.amqp_url, Topology.from_settings(settings), name="race-test")
+    with Requester(settings.amqp_url, queue) as client:
+        yield settings, registry, publisher, client
+    publisher.close()
+    store.close()
+
+
+def _accept(intake: Intake, body: dict[str, Any], reply_to: str, settings: Settings) -> None:
+    raw = json.dumps(body).encode()
+    verdict = validate_message(raw, reply_to, MessageLimits(settings.max_request_bytes, settings.request_queue))
+    assert isinstance(verdict, ValidRequest)
+    intake.accept(Delivery(raw, pika.BasicProperties(reply_to=reply_to)), verdict)
+
+
+def test_cancel_between_tombstone_check_and_create_still_cancels_the_target(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    settings, registry, publisher, client = setup
+    target = {"request_id": "t-1", "kind": "enrichment", "params": {"creator_ids": [str(uuid.uuid4())]}}
+    cancel = {"request_id": "c-1", "kind": "cancel", "params": {"request_id": "t-1"}}
+    racing = RacingRegistry(registry, request_key(None, "t-1"), "create")
+    plain = Intake(settings, registry, publisher)
+    racing.hook = lambda: _accept(plain, cancel, client.reply_queue, settings)
+
+    _accept(Intake(settings, racing, publisher), target, client.reply_queue, settings)  # type: ignore[arg-type]
+
+    replies = {r.body["request_id"]: r.body for r in client.collect(2, timeout=10)}
+    assert replies["c-1"]["result"] == {"canceled": True, "reason": "before_start"}
+    assert replies["t-1"]["status"] == "canceled"
+    assert replies["t-1"]["error"]["details"] == {"canceled_by": "c-1"}
+    row = registry.get(request_key(None, "t-1"))
+    assert row is not None and row.value["state"] == "done"  # never left for a start call
+
+
+def test_a_redelivered_cancel_that_already_canceled_its_target_says_so(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    """A crash after canceling the target but before answering: the cancel's retry must not say `already_terminal`."""
+    settings, registry, publisher, client = setup
+    intake = Intake(settings, registry, publisher)
+    target = {"request_id": "t-2", "kind": "enrichment", "params": {"creator_ids": [str(uuid.uuid4())]}}
+    cancel = {"request_id": "c-2", "kind": "cancel", "params": {"request_id": "t-2"}}
+    _accept(intake, target, client.reply_queue, settings)
+    _accept(intake, cancel, client.reply_queue, settings)
+    first = {r.body["request_id"]: r.body for r in client.collect(2, timeout=10)}
+    # Put the cancel back where a crash would have left it: registered, target canceled, not answered.
+    key = request_key(None, "c-2")
+    current = registry.get(key)
+    assert current is not None
+    pending = dict(current.value, state="pending_cancel", outcome=None, reply=None, published=[])
+    assert registry.save(key, pending, current.version) is not None
+
+    _accept(intake, cancel, client.reply_queue, settings)  # the redelivery
+
+    again = client.collect(1, timeout=10)
+    assert first["c-2"]["result"] == {"canceled": True, "reason": "before_start"}
+    assert again[0].body["result"] == {"canceled": True, "reason": "before_start"}
