@@ -51,9 +51,7 @@ def run_one_message(broker: TokstaBroker, queue_name: str) -> list[int]:
         seen.append(value)
         done.set()
 
-    actor = dramatiq.actor(
-        handle, broker=broker, queue_name=queue_name, actor_name=f"handle_{uuid.uuid4().hex}"
-    )
+    actor = dramatiq.actor(handle, broker=broker, queue_name=queue_name, actor_name=f"handle_{uuid.uuid4().hex}")
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:

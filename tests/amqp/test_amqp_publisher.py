@@ -57,9 +57,7 @@ def test_reply_is_delivered_persistent(publisher: Publisher, reply_queue: str, r
         assert getattr(properties, key) == value
 
 
-def test_reply_to_a_missing_queue_is_kept_in_unroutable(
-    publisher: Publisher, declared: Topology, rabbit
-) -> None:
+def test_reply_to_a_missing_queue_is_kept_in_unroutable(publisher: Publisher, declared: Topology, rabbit) -> None:
     missing = f"test.{uuid.uuid4().hex}.nobody"
     before = int(time.time())
     outcome = publisher.publish_reply(missing, b'{"r":1}', reply_properties())
@@ -137,9 +135,7 @@ def test_missing_dlq_is_declared_on_demand(publisher: Publisher, declared: Topol
     assert rabbit.redeclare_error(declared.dlq, {"x-queue-type": "classic"}) is None
 
 
-def test_refused_message_raises_and_the_publisher_recovers(
-    publisher: Publisher, reply_queue: str, rabbit
-) -> None:
+def test_refused_message_raises_and_the_publisher_recovers(publisher: Publisher, reply_queue: str, rabbit) -> None:
     with pytest.raises(PublishFailed) as caught:
         publisher.publish(reply_queue, b"x", pika.BasicProperties(user_id="somebody-else"))
     assert "406" in str(caught.value)

@@ -65,12 +65,8 @@ def test_classic_declare_is_idempotent(conn: pika.BlockingConnection, topology: 
     for name in (topology.dlq, topology.unroutable):
         assert rabbit.redeclare_error(name, {"x-queue-type": "classic"}) is None
     for delay in WAIT_DELAYS_MS:
-        assert (
-            rabbit.redeclare_error(topology.wait_queue(delay), topology.wait_queue_arguments(delay)) is None
-        )
-        assert "x-message-ttl" in rabbit.redeclare_error(
-            topology.wait_queue(delay), {"x-message-ttl": delay + 1}
-        )
+        assert rabbit.redeclare_error(topology.wait_queue(delay), topology.wait_queue_arguments(delay)) is None
+        assert "x-message-ttl" in rabbit.redeclare_error(topology.wait_queue(delay), {"x-message-ttl": delay + 1})
 
 
 def test_quorum_declare_is_idempotent_and_keeps_holding_queues_classic(

@@ -54,9 +54,7 @@ def _compose_validator(schema: dict[str, Any]) -> jsonschema.Draft201909Validato
     return jsonschema.Draft201909Validator(schema)
 
 
-def test_compose_file_matches_the_compose_spec(
-    compose: dict[str, Any], compose_schema: dict[str, Any]
-) -> None:
+def test_compose_file_matches_the_compose_spec(compose: dict[str, Any], compose_schema: dict[str, Any]) -> None:
     validator = _compose_validator(compose_schema)
     errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
     assert not errors, "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)

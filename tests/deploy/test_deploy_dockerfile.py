@@ -102,9 +102,7 @@ def test_base_image_is_python_311_slim(instructions: list[tuple[str, str]]) -> N
     assert bases and all(base.startswith("python:3.11") and "slim" in base for base in bases), bases
 
 
-def test_entrypoint_is_the_console_script(
-    instructions: list[tuple[str, str]], pyproject: dict[str, Any]
-) -> None:
+def test_entrypoint_is_the_console_script(instructions: list[tuple[str, str]], pyproject: dict[str, Any]) -> None:
     scripts = list(pyproject["project"]["scripts"])
     assert _exec_form(_last(instructions, "ENTRYPOINT")) == scripts[:1]
     assert _exec_form(_last(instructions, "CMD")) == ["run"]
@@ -192,10 +190,7 @@ def test_constraints_pin_every_runtime_dependency(pyproject: dict[str, Any]) -> 
 
 def test_constraints_exclude_dev_tools(pyproject: dict[str, Any]) -> None:
     pins = _constraints()
-    dev = {
-        canonicalize_name(Requirement(spec).name)
-        for spec in pyproject["project"]["optional-dependencies"]["dev"]
-    }
+    dev = {canonicalize_name(Requirement(spec).name) for spec in pyproject["project"]["optional-dependencies"]["dev"]}
     runtime = {canonicalize_name(Requirement(spec).name) for spec in pyproject["project"]["dependencies"]}
     leaked = sorted((dev - runtime) & set(pins))
     assert not leaked, f"dev tools pinned for the image: {leaked}"

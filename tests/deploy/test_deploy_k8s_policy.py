@@ -80,9 +80,7 @@ def test_metrics_port_is_named_and_matches_config(
     assert _named_port(worker_container, "metrics") == int(configmap_data["METRICS_PORT"])
 
 
-def test_read_only_root_with_writable_empty_dirs(
-    pod_spec: dict[str, Any], worker_container: dict[str, Any]
-) -> None:
+def test_read_only_root_with_writable_empty_dirs(pod_spec: dict[str, Any], worker_container: dict[str, Any]) -> None:
     assert worker_container["securityContext"]["readOnlyRootFilesystem"] is True
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in worker_container["volumeMounts"]}
@@ -162,9 +160,7 @@ def test_secret_is_a_placeholder_template(secret_doc: dict[str, Any], secret_nam
     assert set(values) <= secret_names, "non-secret settings belong in the ConfigMap"
 
 
-def test_state_url_points_at_redis_service(
-    configmap_data: dict[str, str], by_kind: dict[str, list[Manifest]]
-) -> None:
+def test_state_url_points_at_redis_service(configmap_data: dict[str, str], by_kind: dict[str, list[Manifest]]) -> None:
     url = urlsplit(configmap_data["STATE_URL"])
     assert url.scheme in ("redis", "rediss")
     service = only(by_kind, "Service", url.hostname)

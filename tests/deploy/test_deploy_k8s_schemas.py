@@ -39,9 +39,7 @@ def _manifest_id(manifest: Manifest) -> str:
 
 def _k8s_definitions() -> dict[str, Any]:
     """The shared definitions (ObjectMeta and friends) of the strict schemas for K8S_VERSION."""
-    folder = (
-        resources.files("kubernetes_validate") / "kubernetes-json-schema" / f"v{K8S_VERSION}.0-local-strict"
-    )
+    folder = resources.files("kubernetes_validate") / "kubernetes-json-schema" / f"v{K8S_VERSION}.0-local-strict"
     defs: dict[str, Any] = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))
     return defs
 
@@ -62,9 +60,7 @@ def closed(schema: Any) -> Any:
 def _crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     name = CRD_SCHEMAS[(api_version, kind)]
     schema = closed(json.loads((DATA / "crd" / name).read_text(encoding="utf-8")))
-    registry: Registry[Any] = Registry().with_resource(
-        K8S_DEFINITIONS_URI, Resource.from_contents(_k8s_definitions())
-    )
+    registry: Registry[Any] = Registry().with_resource(K8S_DEFINITIONS_URI, Resource.from_contents(_k8s_definitions()))
     validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schema, registry=registry)
     return validator
 

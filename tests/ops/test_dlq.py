@@ -36,9 +36,7 @@ def original_properties(n: int) -> pika.BasicProperties:
 def fill(publisher: Publisher, reasons: list[str]) -> list[bytes]:
     bodies = []
     for n, reason in enumerate(reasons):
-        publisher.dead_letter(
-            body(n), original_properties(n), reason=reason, error=f"error {n}", deliveries=n + 1
-        )
+        publisher.dead_letter(body(n), original_properties(n), reason=reason, error=f"error {n}", deliveries=n + 1)
         bodies.append(body(n))
     return bodies
 
@@ -56,9 +54,7 @@ def test_list_parses_and_keeps_order(conn, topology: Topology, publisher: Publis
     assert first.age_seconds is not None and 0 <= first.age_seconds < 60
     assert len({letter.id for letter in letters}) == 5
     # Listing twice changes nothing, and the queue still holds everything in the original order.
-    assert [letter.id for letter in dlq.list_messages(conn, topology.dlq)] == [
-        letter.id for letter in letters
-    ]
+    assert [letter.id for letter in dlq.list_messages(conn, topology.dlq)] == [letter.id for letter in letters]
     assert rabbit.bodies(topology.dlq) == bodies
 
 
@@ -87,9 +83,7 @@ def test_ids_and_age_fall_back_to_properties_and_body(conn, topology: Topology, 
     assert by_body.age_seconds is None and by_body.kind is None and by_body.reason is None
 
 
-def test_show_finds_one_message_and_leaves_the_queue(
-    conn, topology: Topology, publisher: Publisher, rabbit
-) -> None:
+def test_show_finds_one_message_and_leaves_the_queue(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
     bodies = fill(publisher, ["poison", "invalid_request", "poison"])
     target = dlq.list_messages(conn, topology.dlq)[1]
     shown = dlq.show(conn, topology.dlq, target.id)
@@ -152,9 +146,7 @@ def test_replay_acks_only_after_the_confirm(
     assert rabbit.bodies(refusing.dlq) == bodies
 
 
-def test_replay_refused_user_id_stays_in_the_dlq(
-    conn, topology: Topology, publisher: Publisher, rabbit
-) -> None:
+def test_replay_refused_user_id_stays_in_the_dlq(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
     properties = original_properties(0)
     properties.user_id = "alice"  # not the replaying connection's user: the broker refuses it
     publisher.dead_letter(body(0), properties, reason="poison", error="x", deliveries=5)
@@ -204,9 +196,7 @@ def test_unroutable_reply_is_replayed_once_its_queue_exists(
     assert rabbit.count(topology.unroutable) == 0
 
 
-def test_purge_with_reason_keeps_the_rest_in_order(
-    conn, topology: Topology, publisher: Publisher, rabbit
-) -> None:
+def test_purge_with_reason_keeps_the_rest_in_order(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
     bodies = fill(publisher, ["poison", "invalid_json", "poison", "too_large"])
     assert dlq.purge(conn, topology.dlq, reason="poison") == 2
     assert rabbit.bodies(topology.dlq) == [bodies[1], bodies[3]]

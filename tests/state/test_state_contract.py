@@ -134,9 +134,7 @@ def test_index_ops_apply_with_the_write(store: StateStore) -> None:
     assert store.index_range("owners", max_score=INF, limit=10) == [("a", 1.0)]
     # Moving a member and removing another, together with a delete of the document.
     assert (
-        store.write(
-            "a", None, expect_version=v1, index_ops=[IndexOp("due", "a", 1.0), IndexOp("owners", "a", None)]
-        )
+        store.write("a", None, expect_version=v1, index_ops=[IndexOp("due", "a", 1.0), IndexOp("owners", "a", None)])
         == 0
     )
     assert store.index_range("due", max_score=INF, limit=10) == [("a", 1.0), ("b", 5.0)]

@@ -13,9 +13,7 @@ from worker.state.sqlite_store import SqliteStateStore
 
 
 @pytest.mark.parametrize("url", [None, ""])
-def test_empty_url_means_sqlite_in_state_dir(
-    url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_empty_url_means_sqlite_in_state_dir(url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     store = open_state_store(url, state_dir=".toksta-state", namespace="ns")
     assert isinstance(store, SqliteStateStore)

@@ -98,9 +98,7 @@ def user_without_config() -> Iterator[tuple[str, str]]:
     """A throwaway ACL user that may run everything but CONFIG (removed afterwards)."""
     name, password = f"test-state-{uuid.uuid4().hex}", uuid.uuid4().hex
     client = redis.Redis.from_url(REDIS_URL)
-    client.acl_setuser(
-        name, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all", "-config"]
-    )
+    client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all", "-config"])
     try:
         yield name, password
     finally:
@@ -108,9 +106,7 @@ def user_without_config() -> Iterator[tuple[str, str]]:
         client.close()
 
 
-def test_persistence_warnings_when_config_is_refused(
-    user_without_config: tuple[str, str], namespace: str
-) -> None:
+def test_persistence_warnings_when_config_is_refused(user_without_config: tuple[str, str], namespace: str) -> None:
     name, password = user_without_config
     store = RedisStateStore(f"redis://{name}:{password}@127.0.0.1:6379/0", namespace)
     try:

@@ -57,9 +57,7 @@ def connection_parameters(amqp_url: str, *, name: str, heartbeat: int = 30) -> p
     try:
         params = pika.URLParameters(amqp_url)
     except (ValueError, TypeError, KeyError) as exc:  # pika's errors for malformed URLs
-        raise AmqpUnavailable(
-            f"invalid AMQP URL {safe_url(amqp_url)}: {_scrub(str(exc), amqp_url)}"
-        ) from None
+        raise AmqpUnavailable(f"invalid AMQP URL {safe_url(amqp_url)}: {_scrub(str(exc), amqp_url)}") from None
     given = parse_qs(urlsplit(amqp_url).query)
     if "heartbeat" not in given:
         params.heartbeat = heartbeat

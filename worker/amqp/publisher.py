@@ -178,9 +178,7 @@ class Publisher:
             f"message to {routing_key!r} not confirmed after a reconnect: {type(last).__name__}: {last}"
         )
 
-    def publish_reply(
-        self, routing_key: str, body: bytes, properties: pika.BasicProperties
-    ) -> PublishOutcome:
+    def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> PublishOutcome:
         """Publish a reply persistent, mandatory and confirmed; keep it in `.unroutable` if refused."""
         try:
             self.publish(routing_key, body, persistent_copy(properties), mandatory=True)

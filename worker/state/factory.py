@@ -42,7 +42,5 @@ def _sqlite_path(state_url: str) -> str:
     parts = urlsplit(state_url)
     path = unquote(parts.path)
     if parts.netloc or not path.startswith("/") or path.endswith("/") or parts.query:
-        raise ValueError(
-            f"STATE_URL {state_url!r} is not a valid SQLite URL: write sqlite:///absolute/path/to/file"
-        )
+        raise ValueError(f"STATE_URL {state_url!r} is not a valid SQLite URL: write sqlite:///absolute/path/to/file")
     return path

@@ -205,8 +205,7 @@ class SqliteStateStore:
         with self._guard() as conn, _immediate(conn):
             now = time.time()
             row = conn.execute(
-                "SELECT value, expires_at FROM counters WHERE key = ?"
-                " AND (expires_at IS NULL OR expires_at > ?)",
+                "SELECT value, expires_at FROM counters WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (key, now),
             ).fetchone()
             current, expires_at = (0.0, None) if row is None else (float(row[0]), row[1])
