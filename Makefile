@@ -33,3 +33,7 @@ typecheck: install
 
 clean:
 	rm -rf $(VENV) .toksta-state .pytest_cache .mypy_cache .ruff_cache
+
+## The full chaos run (>= 300 requests; private RabbitMQ node and Redis).
+chaos: install
+	$(BIN)/python -m worker.ops.chaos --full
