@@ -35,12 +35,16 @@ from worker.runtime.context import Runtime
 from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
+from worker.runtime.ticks import tick_clock
 
 log = logging.getLogger(__name__)
 
 ROW_ERROR_LIMIT = 5
 SCAN_LIMIT = 500
-FILL_SCAN = 200  # next-due rows looked at to fill a poll round's last calls
+# Due rows one poll round takes (the rest go in the next tick, at once): bounds the rows a tick holds
+# in memory, whatever the number in flight. Larger than every endpoint's batch limit.
+POLL_SCAN = 100
+FILL_SCAN = 100  # next-due rows looked at to fill a poll round's last calls
 
 
 class Superseded(RuntimeError):
@@ -62,7 +66,8 @@ class FamilyTick:
         self.rt = rt
         self.kind = kind
         self.rules: FamilyRules = rules_for(kind)
-        self.renew = renew
+        self._renew_lease = renew
+        self._renewed_at: float | None = None
         self.token = token
         self.settings = rt.settings
         self.registry = rt.registry
@@ -109,6 +114,23 @@ class FamilyTick:
                 if due is not None:
                     candidates.append(due - now)
         return max(0.0, min(candidates))
+
+    def renew(self) -> bool:
+        """Renew the lease before a call, unless it was renewed so recently that it cannot lapse.
+
+        The lease covers a call's whole timeout plus a slack (ticks.tick_clock); within the first half
+        of that slack after a renewal, a call that starts now still ends inside the lease, so the
+        write is skipped (one store write less per call on a busy family).
+        """
+        now = time.monotonic()
+        clock = tick_clock(self.rt)
+        slack = clock.lease - self.settings.http_timeout_seconds - self.settings.scaled(self.settings.poll_wait_seconds)
+        if self._renewed_at is not None and now - self._renewed_at < slack / 2:
+            return True
+        if not self._renew_lease():
+            return False
+        self._renewed_at = now
+        return True
 
     @property
     def cadence(self) -> float:
@@ -303,14 +325,7 @@ class FamilyTick:
                 return None
             last = r.get("last_start_error")
             if last:
-                error = error_object(
-                    ErrorCode.UPSTREAM_UNAVAILABLE,
-                    f"the API stayed unavailable until the deadline (last: {last.get('code')} {last.get('message')})",
-                    retryable=True,
-                    http_status=last.get("http_status"),
-                    toksta_request_id=last.get("toksta_request_id"),
-                    details={"start_attempts": r.get("start_attempts", 0)},
-                )
+                error = _upstream_unavailable(last, {"start_attempts": r.get("start_attempts", 0)})
             else:
                 error = error_object(ErrorCode.DEADLINE_EXCEEDED, "not started before the deadline", retryable=True)
             return to_finishing(r, Status.ERROR, error, time.time(), result=None)
@@ -433,7 +448,7 @@ class FamilyTick:
         """
         now = time.time()
         horizon = now + self.settings.scaled(self.settings.poll_coalesce_seconds)
-        keys = self.registry.due("running", self.kind, until=horizon, limit=SCAN_LIMIT)
+        keys = self.registry.due("running", self.kind, until=horizon, limit=POLL_SCAN)
         groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
         for key, row in self._load(keys):
             if row["state"] == STARTING:
@@ -598,14 +613,7 @@ class FamilyTick:
         """DEADLINE_EXCEEDED; UPSTREAM_UNAVAILABLE when the polls were failing (429/5xx/transport) until then."""
         last = row.get("last_poll_error")
         if last:
-            error = error_object(
-                ErrorCode.UPSTREAM_UNAVAILABLE,
-                f"the API stayed unavailable until the deadline (last: {last.get('code')} {last.get('message')})",
-                retryable=True,
-                http_status=last.get("http_status"),
-                toksta_request_id=last.get("toksta_request_id"),
-                details={"deadline_at": row["deadline_at"]},
-            )
+            error = _upstream_unavailable(last, {"deadline_at": row["deadline_at"]})
             return to_finishing(row, Status.ERROR, error, now)
         error = error_object(
             ErrorCode.DEADLINE_EXCEEDED,
@@ -703,6 +711,18 @@ def _api_error(err: ApiError) -> dict[str, Any]:
         http_status=err.http_status,
         toksta_request_id=err.toksta_request_id,
         details=err.details,
+    )
+
+
+def _upstream_unavailable(last: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """UPSTREAM_UNAVAILABLE after 429/5xx/transport failures outlasted the deadline; `last` is the last ApiError."""
+    return error_object(
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+        f"the API stayed unavailable until the deadline (last: {last.get('code')} {last.get('message')})",
+        retryable=True,
+        http_status=last.get("http_status"),
+        toksta_request_id=last.get("toksta_request_id"),
+        details=details,
     )
 
 
