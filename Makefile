@@ -37,3 +37,6 @@ clean:
 ## The full chaos run (>= 300 requests; private RabbitMQ node and Redis).
 chaos: install
 	$(BIN)/python -m worker.ops.chaos --full
+
+bench: install
+	for b in economy steady_state latency pipeline memory; do $(BIN)/python -m bench.$$b || exit 1; done

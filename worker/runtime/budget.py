@@ -221,9 +221,7 @@ class RateBudget:
         # Only a waiting caller the hard cap would let through can take the call we leave.
         remaining = int(doc["remaining"])
         limit = int(doc.get("limit") or ASSUMED_LIMIT)
-        waiting = [
-            p for p in demand if p != int(priority) and remaining - self._reserved_for(Priority(p), limit) > 0
-        ]
+        waiting = [p for p in demand if p != int(priority) and remaining - self._reserved_for(Priority(p), limit) > 0]
         if not waiting:
             return 0.0
         ahead = [p for p in waiting if self._ahead(doc, p, int(priority))]
@@ -299,6 +297,8 @@ class RateBudget:
         ours = doc.get("reset_at")
         same_window = ours is not None and abs(float(ours) - reset_at) < max(self.margin, 0.5 * self._scale)
         if same_window and doc.get("remaining") is not None and known_limit == limit:
+            if min(int(doc["remaining"]), theirs) > UNCOUNTED_MARGIN:
+                return  # an unlimited key: far from the limit, the exact count is not worth a write
             doc["remaining"] = min(int(doc["remaining"]), theirs)
         elif same_window and doc.get("remaining") is not None:
             # A new limit (the first response, or another plan): the API's count replaces the one

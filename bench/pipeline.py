@@ -1,0 +1,165 @@
+"""Pipeline throughput: requests per second end to end against a no-op dramatiq actor's drain rate.
+
+1. Drain rate: a queue pre-loaded with N messages of a no-op actor on the worker's broker
+   (`make_broker`: confirm_delivery=True), drained by `dramatiq` with the same processes and threads.
+2. The worker: requests end to end (ingress, start, poll, reply) with an unlimited, zero-latency
+   simulator whose jobs are terminal at once (job_seconds [0, 0]).
+Target: the worker's rate >= 1/8 of the drain rate (both measured in this run).
+
+    python -m bench.pipeline [--messages 20000] [--requests 2000] [--processes 2] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dramatiq
+import pika
+
+from bench._common import (
+    ReplyCollector,
+    Section,
+    deployment,
+    percentile,
+    simulator,
+    worker_env,
+    worker_group,
+    workload,
+)
+from worker.amqp.connection import open_connection
+from worker.ops.harness import DEFAULT_AMQP_URL
+
+TARGET_SHARE = 1 / 8
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20000, help="messages pre-loaded for the no-op drain")
+    parser.add_argument("--requests", type=int, default=2000, help="requests through the worker")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    return parser.parse_args()
+
+
+def drain_rate(args: argparse.Namespace) -> tuple[float, float]:
+    """Messages per second a no-op actor drains from a pre-loaded queue (and the seconds it took)."""
+    queue = f"bench.noop.{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, BENCH_NOOP_QUEUE=queue, AMQP_URL=DEFAULT_AMQP_URL, PYTHONPATH=str(ROOT))
+    os.environ.update(BENCH_NOOP_QUEUE=queue, AMQP_URL=DEFAULT_AMQP_URL)
+    # Imported only now: the module builds its broker and actor from these environment variables.
+    _noop_actor = importlib.import_module("bench._noop_actor")
+    _noop_actor.broker.declare_queue(queue, ensure=True)
+    connection = open_connection(DEFAULT_AMQP_URL, name="toksta-bench-preload")
+    channel = connection.channel()
+    try:
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        for _ in range(args.messages):
+            message: dramatiq.Message[None] = dramatiq.Message(
+                queue_name=queue, actor_name=_noop_actor.ACTOR, args=(), kwargs={}, options={}
+            )
+            channel.basic_publish("", queue, message.encode(), props)
+        while _depth(channel, queue) < args.messages:
+            connection.process_data_events(time_limit=0.05)
+        command = [sys.executable, "-m", "dramatiq", "bench._noop_actor", "--processes", str(args.processes)]
+        command += ["--threads", str(args.threads)]
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            started = None
+            while True:
+                depth = _depth(channel, queue)
+                now = time.monotonic()
+                if started is None and depth < args.messages:
+                    started, first = now, args.messages - depth
+                if depth == 0 and started is not None:
+                    seconds = now - started
+                    return (args.messages - first) / max(seconds, 1e-6), seconds
+                if proc.poll() is not None:
+                    raise RuntimeError("dramatiq exited early")
+                time.sleep(0.005)  # sampling the queue depth, not waiting for an event
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        channel.queue_delete(queue)
+        for suffix in (".DQ", ".XQ"):
+            channel.queue_delete(queue + suffix)
+        connection.close()
+
+
+def _depth(channel: object, queue: str) -> int:
+    return int(channel.queue_declare(queue, passive=True).method.message_count)  # type: ignore[attr-defined]
+
+
+def worker_rate(args: argparse.Namespace) -> dict[str, float]:
+    scale = args.time_scale
+    sim = simulator(scale, rate_limit=0, job_seconds=(0.0, 0.0))
+    try:
+        env = worker_env(scale, ADMISSION_WINDOW="256")
+        with deployment(sim, scale) as dep, worker_group(dep, processes=args.processes, threads=args.threads, env=env):
+            collector = ReplyCollector(dep)
+            try:
+                bodies = workload(args.requests, include_share=0.0)
+                started = time.time()
+                collector.publish(bodies)
+                published = time.time()
+                collector.wait(len(bodies), timeout=600)
+                stamps = sorted(r.received for r in collector.replies.values())
+                stats = sim.admin.stats()
+                ok = sum(1 for r in collector.replies.values() if r.body.get("status") == "succeeded")
+            finally:
+                collector.close()
+    finally:
+        sim.stop()
+    low, high = percentile(stamps, 0.1), percentile(stamps, 0.9)
+    return {
+        "overall": len(stamps) / (stamps[-1] - started),
+        "steady": 0.8 * len(stamps) / max(high - low, 1e-6),
+        "publish_seconds": published - started,
+        "seconds": stamps[-1] - started,
+        "calls": float(stats["calls_total"]),
+        "succeeded": float(ok),
+    }
+
+
+def main() -> None:
+    args = parse()
+    section = Section("pipeline", "pipeline: requests/second end to end vs a no-op actor's drain rate")
+    noop, noop_seconds = drain_rate(args)
+    ours = worker_rate(args)
+    share = ours["steady"] / noop
+    section.add(
+        f"{args.processes} processes x {args.threads} threads for both; {os.cpu_count()} CPU cores shared with "
+        "RabbitMQ, Redis and the simulator. Worker: unlimited key, zero latency, jobs terminal at once, "
+        f"embedded (SQLite) state store, time scale {args.time_scale}, {args.requests} requests (no include)."
+    )
+    section.add()
+    section.table(
+        ["measure", "rate /s", "detail"],
+        [
+            ["no-op actor drain", noop, f"{args.messages} messages in {noop_seconds:.1f} s"],
+            ["worker, steady (10th-90th percentile reply)", ours["steady"], ""],
+            [
+                "worker, overall",
+                ours["overall"],
+                f"{int(ours['succeeded'])} succeeded in {ours['seconds']:.1f} s, {ours['calls']:.0f} API calls",
+            ],
+        ],
+    )
+    section.add()
+    section.add(f"- worker/no-op = 1/{1 / share:.1f} (target >= 1/8): {'met' if share >= TARGET_SHARE else 'MISSED'}")
+    section.write()
+    print(json.dumps(ours))
+
+
+if __name__ == "__main__":
+    main()
