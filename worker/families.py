@@ -5,7 +5,8 @@ leaders, `enrichment:`, `content-fit:`, `audience-fit:` prefixes for the others)
 polls it with which selector and batch limit, how terminal state and per-item status are read,
 how a request's own `result` is cut out of a response shared with other requests (filtered to
 its items, counts recomputed, no field renamed), the contract's item rules, the follow-up
-fetches for `include`, and whether an unconfirmed start may be re-sent.
+fetches for `include`, which requests may share one start call, and whether an unconfirmed start
+may be re-sent.
 
 Nothing else in the worker inspects API payloads: the runtime asks these rules.
 """
@@ -13,6 +14,8 @@ Nothing else in the worker inspects API payloads: the runtime asks these rules.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ TERMINAL_STATES: Final = ("succeeded", "failed", "expired", "canceled")
 SEVERITY: Final = ("failed", "expired", "canceled")  # most severe first
 _PLAIN_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_RESULTS_LIMIT: Final = 50
+RESULT_SET_KEYS: Final = ("result_set_id", "result_set_ids", "top_n", "ranks")  # selections besides creator_ids
 
 
 def is_plain_uuid(value: str) -> bool:
@@ -171,11 +175,65 @@ class FamilyRules:
     followup_route: ClassVar[str | None] = None
     include_name: ClassVar[str | None] = None
 
+    # Creators one shared start call may carry (0: this family never shares a start).
+    start_share_limit: ClassVar[int] = 0
+
     def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
         raise NotImplementedError
 
     def read_start(self, response: ApiResponse, params: Mapping[str, Any]) -> StartOutcome:
         raise NotImplementedError
+
+    def share_key(self, params: Mapping[str, Any]) -> str | None:
+        """Requests with equal keys may share one start call; None: this request starts alone.
+
+        Only a `creator_ids` selection can be shared: the bodies must be equal in every other key
+        (unknown keys included), so each creator gets exactly the analysis its own request asked
+        for, and the API's per-creator `jobs[]` / `failures[]` say whose each result is.
+        """
+        if not self.start_share_limit:
+            return None
+        creators = params.get("creator_ids")
+        if not isinstance(creators, list) or not creators or not all(isinstance(c, str) for c in creators):
+            return None
+        if any(key in params for key in RESULT_SET_KEYS):
+            return None
+        rest = {k: v for k, v in params.items() if k != "creator_ids"}
+        return json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def start_units(self, params: Mapping[str, Any]) -> int:
+        """Creators this request adds to a shared start call."""
+        creators = params.get("creator_ids")
+        return len(_dedupe(creators)) if isinstance(creators, list) else 1
+
+    def shared_params(self, params_list: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """One start body for requests with equal share keys: theirs, with the union of creators."""
+        creators = _dedupe(str(c) for params in params_list for c in params["creator_ids"])
+        return dict(params_list[0], creator_ids=creators)
+
+    def read_shared_start(self, response: ApiResponse, params_list: Sequence[Mapping[str, Any]]) -> list[StartOutcome]:
+        """Each request's outcome of a start call shared by `params_list` (one: read as its own).
+
+        The response is cut to each request's creators (`jobs[]`, `job_ids`, `failures[]`,
+        `missing_linkedin_profiles`) and read as if that request had made the call; the call's
+        credits are split over the billable jobs (not `cached`), a job two requests share counting
+        half to each. A job or failure that names no creator cannot be given to anyone: the
+        payload is malformed and every request's start is unconfirmed.
+        """
+        if len(params_list) == 1:
+            return [self.read_start(response, params_list[0])]
+        owners = [{_creator(c) for c in params["creator_ids"]} for params in params_list]
+        data = response.data
+        jobs = _start_jobs(data)
+        outcomes = []
+        for params, mine in zip(params_list, owners, strict=True):
+            view = dataclasses.replace(response, data=_cut_start(data, jobs, mine))
+            outcomes.append(self.read_start(view, params))
+        total = credits_of(response)
+        if total is None:
+            return outcomes
+        shares = _credit_shares(jobs, owners)
+        return [dataclasses.replace(o, credits=round(total * s, 3)) for o, s in zip(outcomes, shares, strict=True)]
 
     def poll_group(self, work: Work) -> tuple[Any, ...]:
         """Requests with equal groups can share one poll call."""
@@ -291,7 +349,7 @@ class EnrichmentRules(FamilyRules):
     start_route = "POST /v1/creators/enrich"
     poll_route = "POST /v1/enrichments/results"
     batch_limit = 100
-    _SELECTION_KEYS: ClassVar[tuple[str, ...]] = ("result_set_id", "result_set_ids", "top_n", "ranks")
+    start_share_limit = 100  # one poll call's worth of creators
 
     def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
         return client.start_enrichment(params)
@@ -307,7 +365,7 @@ class EnrichmentRules(FamilyRules):
             selector: dict[str, Any] = {"creator_ids": [c for c in creators if c not in missing]}
         else:
             creators = _dedupe([*_ids(jobs), *missing])
-            selector = {"selection": {k: params[k] for k in self._SELECTION_KEYS if k in params}}
+            selector = {"selection": {k: params[k] for k in RESULT_SET_KEYS if k in params}}
         items = {c: Item("failed", "no LinkedIn profile") if c in missing else Item() for c in creators}
         synchronous = response.status == 200 and data.get("all_complete") is True
         return StartOutcome(job_ids, items, credits_of(response), selector, synchronous)
@@ -461,6 +519,7 @@ class ContentMatchRules(MatchRules):
     followup_route = "POST /v1/content-match/posts"
     include_name = "posts"
     batch_limit = 50
+    start_share_limit = 50  # one poll call's worth of jobs
 
     def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
         return client.start_content_match(params)
@@ -480,6 +539,7 @@ class AudienceMatchRules(MatchRules):
     followup_route = "POST /v1/audience-match/details"
     include_name = "details"
     batch_limit = 50
+    start_share_limit = 50  # one poll call's worth of jobs
 
     def start(self, client: TokstaClient, params: Mapping[str, Any]) -> ApiResponse:
         return client.start_audience_match(params)
@@ -557,3 +617,59 @@ def _set_selected(payload: dict[str, Any], count: int) -> None:
     selection = payload.get("selection")
     if isinstance(selection, dict) and "selected_count" in selection:
         payload["selection"] = dict(selection, selected_count=count)
+
+
+def _creator(creator_id: object) -> str:
+    """A creator UUID as the API compares it (case-insensitive): the API may echo it lower-cased."""
+    return str(creator_id).lower()
+
+
+def _start_jobs(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A shared start's `jobs[]`, each naming its creator; every id in `job_ids` must be among them."""
+    jobs = [dict(job) for job in data.get("jobs") or [] if isinstance(job, Mapping)]
+    for job in jobs:
+        if not isinstance(job.get("creator_id"), str):
+            raise MalformedPayload("a shared start returned a job without its creator_id")
+    known = {job.get("job_id") for job in jobs}
+    for job_id in data.get("job_ids") or []:
+        if job_id not in known:
+            raise MalformedPayload(f"a shared start returned job id {job_id!r} without a jobs[] entry")
+    return jobs
+
+
+def _cut_start(data: Mapping[str, Any], jobs: list[dict[str, Any]], mine: set[str]) -> dict[str, Any]:
+    """A shared start response as one request would have seen it: its creators' entries only."""
+    view = copy.deepcopy(dict(data))
+    own_jobs = [job for job in jobs if _creator(job["creator_id"]) in mine]
+    view["jobs"] = own_jobs
+    if isinstance(data.get("job_ids"), list):
+        own_ids = {job.get("job_id") for job in own_jobs}
+        view["job_ids"] = [j for j in data["job_ids"] if j in own_ids]
+    for name in ("failures", "missing_linkedin_profiles"):
+        entries = data.get(name)
+        if not isinstance(entries, list):
+            continue
+        owners = [_ids([entry]) for entry in entries]
+        if any(not who for who in owners):
+            raise MalformedPayload(f"a shared start returned an entry of {name} without its creator_id")
+        view[name] = [entry for entry, who in zip(entries, owners, strict=True) if _creator(who[0]) in mine]
+    _set_if(view, "creators_requested", len(mine))
+    _set_if(view, "jobs_created", sum(1 for job in own_jobs if not job.get("cached")))
+    _set_selected(view, len(mine))
+    return view
+
+
+def _credit_shares(jobs: list[dict[str, Any]], owners: list[set[str]]) -> list[float]:
+    """Each request's share of a shared start's credits: its billable jobs, a shared job split evenly.
+
+    With no billable job (all cached, or the API listed none) the split follows the creators.
+    """
+    billable = [_creator(job["creator_id"]) for job in jobs if not job.get("cached")]
+    units = billable or [c for mine in owners for c in mine]
+    shares = [0.0] * len(owners)
+    for creator in units:
+        holders = [i for i, mine in enumerate(owners) if creator in mine]
+        for i in holders:
+            shares[i] += 1.0 / len(holders)
+    total = sum(shares)
+    return [s / total if total else 1.0 / len(owners) for s in shares]

@@ -340,7 +340,9 @@ class Reply(_Strict):
     )
     error: ErrorObject | None = Field(description="null exactly when status is succeeded.")
     api_calls: float = Field(ge=0, description="Toksta calls spent on this request; shared calls count 1/k.")
-    credits: float | None = Field(description="Credits the API reported for the start call, else null.")
+    credits: float | None = Field(
+        description="Credits the API reported for the start call (this request's share of a shared one), else null."
+    )
     received_at: str = Field(
         description="When the worker first received the request (RFC 3339).",
         json_schema_extra={"format": "date-time"},

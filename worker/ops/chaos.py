@@ -4,7 +4,8 @@ It checks the two promises of issue "Nothing lost, nothing charged twice":
 
 - every request ends with exactly one logical reply (copies share a `message_id`, `<request_id>:reply`);
 - the simulator created at most one job per request: every request has a unique start body, so the
-  simulator's `starts_by_body` counts each request's start calls, and `duplicate_starts` must be 0.
+  simulator's `starts_by_body` counts each request's start calls (a shared start call per creator,
+  that is per one-creator request), and `duplicate_starts` must be 0.
 
 Everything it breaks is its own: a private RabbitMQ node on free ports (restarting it never disturbs
 other users of the machine's broker on 5672), a private Redis with AOF persistence as `STATE_URL`, the

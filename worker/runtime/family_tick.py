@@ -2,7 +2,8 @@
 
 1. Deliver finished work: follow-up fetches for `include` (coalesced), then replies.
 2. Cancels of running requests (thought leaders are canceled at the API).
-3. Starts of admitted requests, oldest first, as the rate budget allows; deadlines of waiting ones.
+3. Starts of admitted requests, oldest first, as the rate budget allows, compatible ones sharing a
+   call (start_batches); deadlines of waiting ones.
 4. One coalesced poll round over every due request of the family, fleet-wide: as few calls as the
    endpoints' batch limits allow, split by `detail_level`; deadlines of running ones.
 Then the tick says how long until it is next needed. Every API call is taken from the shared rate
@@ -24,6 +25,7 @@ from worker.families import (
     FamilyRules,
     Item,
     MalformedPayload,
+    StartOutcome,
     Work,
     may_resend_unconfirmed,
     rules_for,
@@ -35,6 +37,7 @@ from worker.runtime.context import Runtime
 from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
+from worker.runtime.start_batches import start_groups
 from worker.runtime.ticks import tick_clock
 
 log = logging.getLogger(__name__)
@@ -307,17 +310,18 @@ class FamilyTick:
 
     def start_phase(self) -> None:
         now = time.time()
-        for key in self.registry.due("waiting", self.kind, until=now, limit=SCAN_LIMIT):
-            current = self.registry.get(key)
-            if current is None or current.value["state"] != WAITING:
+        ready: list[tuple[str, dict[str, Any]]] = []
+        for key, row in self._load(self.registry.due("waiting", self.kind, until=now, limit=SCAN_LIMIT)):
+            if row["state"] != WAITING:
                 continue
-            row = current.value
             if now >= row["deadline_at"]:
                 self._expire_waiting(key)
                 continue
             if row.get("next_start_at", 0.0) > now:
                 continue
-            self._start(key)
+            ready.append((key, row))
+        for group in start_groups(self.rules, ready):
+            self._start(group)
 
     def _expire_waiting(self, key: str) -> None:
         def expire(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -332,7 +336,8 @@ class FamilyTick:
 
         self.registry.update(key, expire)
 
-    def _start(self, key: str) -> None:
+    def _start(self, keys: list[str]) -> None:
+        """One start call for `keys` (see start_batches); each request's row books 1/k of it."""
         self._check_draining()
         grant = self.rt.budget.acquire(Priority.START)
         if not grant.granted:
@@ -349,39 +354,61 @@ class FamilyTick:
             r["next_poll_at"] = 0.0
             return r
 
-        row = self.registry.update(key, claim)
-        if row is None or row["state"] != STARTING or row.get("start_token") != self.token:
+        claimed: list[tuple[str, dict[str, Any]]] = []
+        for key in keys:
+            row = self.registry.update(key, claim)
+            if row is not None and row["state"] == STARTING and row.get("start_token") == self.token:
+                claimed.append((key, row))
+        if not claimed:
             return
+        share = 1.0 / len(claimed)
+        params_list = [row["params"] for _, row in claimed]
+        body = params_list[0] if len(claimed) == 1 else self.rules.shared_params(params_list)
         try:
-            response = self.rules.start(self.rt.client, row["params"])
+            response = self.rules.start(self.rt.client, body)
         except ApiError as err:
-            self._start_failed(key, err)
+            alone = len(claimed) > 1 and _refused_outright(err)
+            for key, _ in claimed:
+                if alone:
+                    self._start_alone(key, share)
+                else:
+                    self._start_failed(key, err, share)
             return
-        self._started(key, response, row["params"])
-
-    def _started(self, key: str, response: ApiResponse, params: dict[str, Any]) -> None:
         try:
-            outcome = self.rules.read_start(response, params)
+            outcomes = self.rules.read_shared_start(response, params_list)
         except MalformedPayload as exc:
-            error = error_object(
-                ErrorCode.START_UNCONFIRMED,
-                f"the start response was unreadable: {exc}",
-                toksta_request_id=response.toksta_request_id,
-                details={"may_have_started": True},
-            )
-            self.registry.update(
-                key,
-                lambda r: to_finishing(dict(r, api_calls=r["api_calls"] + 1), Status.ERROR, error, time.time()),
-            )
+            for key, _ in claimed:
+                self._start_unreadable(key, response, exc, share)
             return
         now = time.time()
-        first_poll = now if outcome.synchronous else self._first_poll_at(now)
+        first_poll = self._first_poll_at(now)
+        for (key, _), outcome in zip(claimed, outcomes, strict=True):
+            self._started(key, outcome, share, now if outcome.synchronous else first_poll)
+
+    def _start_unreadable(self, key: str, response: ApiResponse, exc: MalformedPayload, share: float) -> None:
+        error = error_object(
+            ErrorCode.START_UNCONFIRMED,
+            f"the start response was unreadable: {exc}",
+            toksta_request_id=response.toksta_request_id,
+            details={"may_have_started": True},
+        )
+
+        def unreadable(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != STARTING or r.get("start_token") != self.token:
+                return None
+            r["api_calls"] = float(r.get("api_calls") or 0.0) + share
+            return to_finishing(r, Status.ERROR, error, time.time())
+
+        self.registry.update(key, unreadable)
+
+    def _started(self, key: str, outcome: StartOutcome, share: float, first_poll: float) -> None:
+        now = time.time()
 
         def running(r: dict[str, Any]) -> dict[str, Any] | None:
             if r["state"] != STARTING or r.get("start_token") != self.token:
                 log.warning("start of %s finished after its row moved on", key)
                 return None
-            r["api_calls"] = float(r.get("api_calls") or 0.0) + 1
+            r["api_calls"] = float(r.get("api_calls") or 0.0) + share
             r["job_ids"] = outcome.job_ids
             r["items"] = {k: v.as_dict() for k, v in outcome.items.items()}
             r["selector"] = outcome.selector
@@ -396,7 +423,24 @@ class FamilyTick:
 
         self.registry.update(key, running)
 
-    def _start_failed(self, key: str, err: ApiError) -> None:
+    def _start_alone(self, key: str, share: float) -> None:
+        """The API refused a shared start outright (nothing started): each request tries again on
+        its own call, so one request's bad params cannot fail the others, and its own refusal
+        becomes its reply."""
+
+        def alone(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["state"] != STARTING or r.get("start_token") != self.token:
+                return None
+            r["api_calls"] = float(r.get("api_calls") or 0.0) + share
+            if r.get("cancel"):
+                return _canceled_before_start(r)
+            return dict(r, state=WAITING, start_alone=True, next_start_at=time.time())
+
+        row = self.registry.update(key, alone)
+        if row is not None and row["state"] == FINISHING and row.get("cancel"):
+            self._resolve_cancel_request(row["cancel"], {"canceled": True, "reason": "before_start"})
+
+    def _start_failed(self, key: str, err: ApiError, share: float) -> None:
         now = time.time()
         resend = err.safe_to_resend or (
             err.outcome_unknown and may_resend_unconfirmed(self.kind, self.settings.resend_unconfirmed_start)
@@ -406,15 +450,10 @@ class FamilyTick:
             if r["state"] != STARTING or r.get("start_token") != self.token:
                 return None
             if err.sent or err.http_status is not None:
-                r["api_calls"] = float(r.get("api_calls") or 0.0) + 1
+                r["api_calls"] = float(r.get("api_calls") or 0.0) + share
             if resend and r.get("cancel"):
                 # A cancel arrived during the call: the request is back to waiting, so it ends before_start.
-                error = error_object(
-                    ErrorCode.CANCELED_BY_REQUEST,
-                    "canceled before its start call went through",
-                    details={"canceled_by": _request_id_of(r["cancel"])},
-                )
-                return to_finishing(r, Status.CANCELED, error, now, result=None)
+                return _canceled_before_start(r)
             if resend:
                 r["state"] = WAITING
                 r["last_start_error"] = err.to_dict()
@@ -635,12 +674,7 @@ class FamilyTick:
             if r["state"] != STARTING:
                 return None
             if resend and r.get("cancel"):
-                error = error_object(
-                    ErrorCode.CANCELED_BY_REQUEST,
-                    "canceled before its start call went through",
-                    details={"canceled_by": _request_id_of(r["cancel"])},
-                )
-                return to_finishing(r, Status.CANCELED, error, time.time(), result=None)
+                return _canceled_before_start(r)
             if resend:
                 return dict(r, state=WAITING, next_start_at=time.time())
             error = error_object(
@@ -724,6 +758,25 @@ def _upstream_unavailable(last: dict[str, Any], details: dict[str, Any]) -> dict
         toksta_request_id=last.get("toksta_request_id"),
         details=details,
     )
+
+
+def _canceled_before_start(row: dict[str, Any]) -> dict[str, Any]:
+    """A cancel arrived while the request was back to waiting: it ends before its start."""
+    error = error_object(
+        ErrorCode.CANCELED_BY_REQUEST,
+        "canceled before its start call went through",
+        details={"canceled_by": _request_id_of(row["cancel"])},
+    )
+    return to_finishing(row, Status.CANCELED, error, time.time(), result=None)
+
+
+def _refused_outright(err: ApiError) -> bool:
+    """A 4xx that concerns the request, not the key: nothing started, and re-sending is safe.
+
+    401/403 (the key) and 429 (the rate) would refuse every request alike.
+    """
+    status = err.http_status
+    return status is not None and 400 <= status < 500 and status not in (401, 403, 429) and not err.outcome_unknown
 
 
 def _backoff(attempts: int) -> float:

@@ -93,7 +93,7 @@ async def enrich(request: web.Request) -> Reply:
     overrides = parse_overrides(body)
     jobs = [state.create_job(ENRICHMENT, body_sha=sha, overrides=overrides, creator_id=c) for c in todo]
     state.charge(ENRICHMENT, len(todo))
-    state.stats.record_start(sha)
+    _record_creator_starts(state, body, todo)
     data = {
         **base,
         "jobs_created": len(jobs),
@@ -212,7 +212,7 @@ def _start_matches(state: SimState, start: _MatchStart) -> tuple[dict[str, Any],
         state.cache[(start.kind, job.creator_id or "", criteria)] = job.uid
     if created:
         state.charge(start.kind, cost)
-        state.stats.record_start(sha)
+        _record_creator_starts(state, start.body, todo)
     entries = [_match_job(start.kind, job, cached=False) for job in created]
     entries += [_match_job(start.kind, job, cached=True) for job in cached]
     data = {
@@ -225,6 +225,14 @@ def _start_matches(state: SimState, start: _MatchStart) -> tuple[dict[str, Any],
         "failures": failures,
     }
     return data, cost
+
+
+def _record_creator_starts(state: SimState, body: dict[str, Any], creators: list[str]) -> None:
+    """Counts a creator-selected start once per creator whose job it created, as the body that
+    creator alone would have been sent with: a start call shared by several requests still counts
+    each request's start (for one-creator requests, exactly the sha of that request's own body)."""
+    for creator_id in creators:
+        state.stats.record_start(body_sha256({**body, "creator_ids": [creator_id]}))
 
 
 def _cache_hit(state: SimState, kind: str, creator_id: str, criteria: str) -> Job | None:
