@@ -45,10 +45,16 @@ def request(kind: str, request_id: str, *, extra_keyword: str | None = None) -> 
 
 
 def steady_load(client: Requester, count: int, every_sim_seconds: float) -> list[str]:
-    """Publish `count` requests, one every `every_sim_seconds` simulated seconds."""
+    """Publish `count` requests, one every `every_sim_seconds` simulated seconds.
+
+    Each body carries a key of its own (unknown params keys are forwarded, and must be equal for
+    requests to share a start call), so every request costs its own start call: the load is
+    `count` starts, whatever sharing would save.
+    """
     ids = []
     for index in range(count):
         body = request(KINDS[index % len(KINDS)], f"steady-{index}")
+        body["params"]["x_load_index"] = index
         client.publish(body, correlation_id=body["request_id"])
         ids.append(body["request_id"])
         time.sleep(every_sim_seconds * TIME_SCALE)  # paces the load generator; nothing waits on it

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.families.test_families import creators, params_for, poll_until_terminal
 from worker.api.client import TokstaClient
 from worker.contract.models import Kind
 from worker.families import MalformedPayload, Work, bare_id, rules_for, summarize
 from worker.runtime.start_batches import start_groups
 from worker.sim.testing import SimulatorProcess
-from tests.families.test_families import creators, params_for, poll_until_terminal
 
 SHARED_KINDS = [Kind.ENRICHMENT, Kind.CONTENT_MATCH, Kind.AUDIENCE_MATCH]
 

@@ -107,7 +107,8 @@ def test_counters_move_with_requests_calls_and_dead_letters(worker: Worker) -> N
 
     after = wait_until(moved, 20, "request, dead-letter and dlq-depth metrics")
     started = ("toksta_api_calls_total", {"endpoint": "POST /v1/creators/enrich", "status": "202"})
-    assert value(after, started[0], **started[1]) - value(before, started[0], **started[1]) >= 2
+    # Two enrichments with equal criteria: one start call, or two if they arrived in different ticks.
+    assert value(after, started[0], **started[1]) - value(before, started[0], **started[1]) >= 1
     polled = ("toksta_api_calls_total", {"endpoint": "POST /v1/enrichments/results", "status": "200"})
     assert value(after, polled[0], **polled[1]) > value(before, polled[0], **polled[1])
     finished = ("toksta_time_to_terminal_seconds_count", {"kind": "enrichment"})
