@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from worker.state.base import ANY_VERSION, IndexOp, StateStore
+from worker.state.base import ANY_VERSION, IndexOp, StateStore, Versioned, Write
 
 WaitUntil = Callable[[Callable[[], bool]], None]
 
@@ -254,3 +254,24 @@ def test_describe_names_the_store(store: StateStore) -> None:
     text = store.describe()
     assert "sqlite" in text or "redis://127.0.0.1:6379" in text
     assert text in repr(store)
+
+
+# -- write_many -----------------------------------------------------------------------------------
+
+
+def test_write_many_checks_each_write_on_its_own_in_order(store: StateStore) -> None:
+    first = store.write("wm:a", {"n": 1}, expect_version=0)
+    assert first is not None
+    results = store.write_many(
+        [
+            Write("wm:a", {"n": 2}, first),  # wins
+            Write("wm:a", {"n": 3}, first),  # same expectation, now stale: loses
+            Write("wm:b", {"n": 1}, 0, index_ops=[IndexOp("wm:idx", "wm:b", 5.0)]),
+            Write("wm:c", {"n": 1}, 12345),  # absent key, wrong version: loses
+        ]
+    )
+    assert results[0] is not None and results[1] is None and results[2] is not None and results[3] is None
+    assert store.get("wm:a") == Versioned({"n": 2}, results[0])
+    assert store.get("wm:c") is None
+    assert store.index_range("wm:idx", max_score=10.0, limit=5) == [("wm:b", 5.0)]
+    assert store.write_many([]) == []

@@ -138,6 +138,16 @@ class RateBudget:
     def blocked_until(self) -> float:
         return float(self.snapshot().get("blocked_until") or 0.0)
 
+    def roomy(self) -> bool:
+        """The key is far from its limit (an unlimited key): calls may overlap without pacing.
+
+        On a counted key calls go one at a time, each granted just before it is sent, so a 429's
+        Retry-After stops the very next one."""
+        doc = self.snapshot()
+        if doc.get("limit") is None or float(doc.get("blocked_until") or 0.0) > time.time():
+            return False
+        return int(doc.get("remaining", 0)) > UNCOUNTED_MARGIN
+
     def limit(self) -> int | None:
         """The key's calls per window as last learned (None before the first response)."""
         value = self.snapshot().get("limit")

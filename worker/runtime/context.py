@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,6 +23,9 @@ from worker.state.base import StateStore
 from worker.state.factory import open_state_store
 
 log = logging.getLogger(__name__)
+
+# API calls one tick may have in flight at once (the client's connection pool is larger).
+CALL_CONCURRENCY = 8
 
 
 @dataclass
@@ -68,6 +72,11 @@ class Runtime:
             time_scale=self.settings.toksta_time_scale,
             observers=[self.budget.observe, *self.call_observers],
         )
+
+    @cached_property
+    def call_pool(self) -> ThreadPoolExecutor:
+        """Threads on which a tick overlaps independent API calls (the start calls of one round)."""
+        return ThreadPoolExecutor(max_workers=CALL_CONCURRENCY, thread_name_prefix="toksta-call")
 
     def publisher(self) -> Publisher:
         """This thread's confirmed publisher (pika connections are not thread-safe)."""

@@ -33,7 +33,7 @@ from worker.families import (
 )
 from worker.runtime import deliver as delivery
 from worker.runtime.budget import Grant, Priority
-from worker.runtime.context import Runtime
+from worker.runtime.context import CALL_CONCURRENCY, Runtime
 from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
@@ -48,6 +48,8 @@ SCAN_LIMIT = 500
 # in memory, whatever the number in flight. Larger than every endpoint's batch limit.
 POLL_SCAN = 100
 FILL_SCAN = 100  # next-due rows looked at to fill a poll round's last calls
+START_WAVE = 4 * CALL_CONCURRENCY  # start calls claimed, sent and recorded together
+REPLIES_PER_CONNECTION = 8  # fewer finished rows than this per connection are not worth a pool thread
 
 
 class Superseded(RuntimeError):
@@ -193,13 +195,19 @@ class FamilyTick:
         needing = [(k, r) for k, r in rows if r.get("needs_followup")]
         if needing:
             self._followups(needing)
-        for key, row in self._load(keys):
-            if not row.get("needs_followup"):
-                delivery.deliver(self.registry, self.rt.publisher(), key, self.settings.max_reply_bytes)
+            rows = self._load(keys)
+        ready = [key for key, row in rows if not row.get("needs_followup")]
+        # Each confirm waits for the broker to store the reply: publish from several connections
+        # at once (one per pool thread) so those waits overlap.
+        self._overlapped(self._deliver, _chunks(ready, CALL_CONCURRENCY, at_least=REPLIES_PER_CONNECTION))
+        for _key, row in rows:
             if row.get("cancel"):
                 applied = ((row.get("outcome") or {}).get("error") or {}).get("code") == ErrorCode.CANCELED_BY_REQUEST
                 result = {"canceled": applied, "reason": "cancel_applied" if applied else "already_terminal"}
                 self._resolve_cancel_request(row["cancel"], result)
+
+    def _deliver(self, keys: list[str]) -> None:
+        delivery.deliver_many(self.registry, self.rt.publisher(), keys, self.settings.max_reply_bytes)
 
     def _followups(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
@@ -320,8 +328,21 @@ class FamilyTick:
             if row.get("next_start_at", 0.0) > now:
                 continue
             ready.append((key, row))
-        for group in start_groups(self.rules, ready):
-            self._start(group)
+        groups = start_groups(self.rules, ready)
+        size = START_WAVE if len(groups) > 1 and self.rt.budget.roomy() else 1
+        for wave in range(0, len(groups), size):
+            self._start_wave(groups[wave : wave + size])
+
+    def _overlapped(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """`fn` over `items` at once on the runtime's call pool, results in order. Every call is
+        awaited before the tick goes on (its lease covers them); then the first error is raised."""
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        futures = [self.rt.call_pool.submit(fn, item) for item in items]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            raise errors[0]
+        return [future.result() for future in futures]
 
     def _expire_waiting(self, key: str) -> None:
         def expire(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -336,54 +357,105 @@ class FamilyTick:
 
         self.registry.update(key, expire)
 
-    def _start(self, keys: list[str]) -> None:
-        """One start call for `keys` (see start_batches); each request's row books 1/k of it."""
+    def _start_wave(self, groups: list[list[str]]) -> None:
+        """Up to START_WAVE start calls (see start_batches): each takes its budget grant, then one
+        batched write claims every row, the calls go out at once on the call pool (they wait on
+        the network, not the CPU), and one batched write records them. A budget refusal stops the
+        wave at that call; the calls granted before it still go out."""
         self._check_draining()
-        grant = self.rt.budget.acquire(Priority.START)
-        if not grant.granted:
-            raise BudgetWait(grant.wait)
-        if not self.renew():
-            raise Superseded(self.kind)
+        granted: list[list[str]] = []
+        refused: BudgetWait | None = None
+        for group in groups:
+            grant = self.rt.budget.acquire(Priority.START)
+            if not grant.granted:
+                refused = BudgetWait(grant.wait)
+                break
+            granted.append(group)
+        if granted:
+            if not self.renew():
+                raise Superseded(self.kind)
+            claims = self.registry.update_many({key: self._claim for group in granted for key in group})
+            calls: list[list[tuple[str, dict[str, Any]]]] = []
+            for group in granted:
+                call = [(k, row) for k in group if (row := claims.get(k)) is not None and self._owns(row)]
+                if call:
+                    calls.append(call)
+            results = self._overlapped(self._call_start, calls)
+            running: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
+            for call, result in zip(calls, results, strict=True):
+                if isinstance(result, BudgetWait):
+                    refused = result if refused is None or result.wait < refused.wait else refused
+                    running.update(dict.fromkeys([key for key, _ in call], self._unclaim))
+                    continue
+                running.update(self._record_start(call, result))
+            if running:
+                self.registry.update_many(running)
+        if refused is not None:
+            raise refused
 
-        def claim(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != WAITING:
-                return None
-            r["state"] = STARTING
-            r["start_token"] = self.token
-            r["start_attempts"] = int(r.get("start_attempts") or 0) + 1
-            r["next_poll_at"] = 0.0
-            return r
+    def _claim(self, r: dict[str, Any]) -> dict[str, Any] | None:
+        """A waiting row becomes this tick's `starting` row, before its start call is sent."""
+        if r["state"] != WAITING:
+            return None
+        r["state"] = STARTING
+        r["start_token"] = self.token
+        r["start_attempts"] = int(r.get("start_attempts") or 0) + 1
+        r["next_poll_at"] = 0.0
+        return r
 
-        claimed: list[tuple[str, dict[str, Any]]] = []
-        for key in keys:
-            row = self.registry.update(key, claim)
-            if row is not None and row["state"] == STARTING and row.get("start_token") == self.token:
-                claimed.append((key, row))
-        if not claimed:
-            return
-        share = 1.0 / len(claimed)
-        params_list = [row["params"] for _, row in claimed]
-        body = params_list[0] if len(claimed) == 1 else self.rules.shared_params(params_list)
+    def _owns(self, row: dict[str, Any]) -> bool:
+        return bool(row["state"] == STARTING and row.get("start_token") == self.token)
+
+    def _unclaim(self, r: dict[str, Any]) -> dict[str, Any] | None:
+        """A claimed row whose call was not sent goes back to waiting, as if never claimed."""
+        if not self._owns(r):
+            return None
+        r["start_attempts"] = max(0, int(r.get("start_attempts") or 1) - 1)
+        return dict(r, state=WAITING, start_token=None, next_poll_at=None)
+
+    def _call_start(self, call: list[tuple[str, dict[str, Any]]]) -> ApiResponse | ApiError | BudgetWait:
+        """One start call for the claimed rows of `call` (their shared body when several).
+
+        The calls of a wave go out together: one that another call's 429 overtook (a Retry-After
+        now pending) is not sent, so no call reaches the API while a Retry-After runs."""
+        blocked = self.rt.budget.blocked_until() - time.time()
+        if blocked > 0:
+            return BudgetWait(blocked)
+        params_list = [row["params"] for _, row in call]
+        body = params_list[0] if len(call) == 1 else self.rules.shared_params(params_list)
         try:
-            response = self.rules.start(self.rt.client, body)
+            return self.rules.start(self.rt.client, body)
         except ApiError as err:
-            alone = len(claimed) > 1 and _refused_outright(err)
-            for key, _ in claimed:
+            return err
+
+    def _record_start(
+        self, call: list[tuple[str, dict[str, Any]]], result: ApiResponse | ApiError
+    ) -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        """The row updates of a confirmed start (returned, to be written in one batch); a failed or
+        unreadable one is written here, row by row. Each request's row books 1/k of the call."""
+        keys = [key for key, _ in call]
+        share = 1.0 / len(keys)
+        if isinstance(result, ApiError):
+            alone = len(keys) > 1 and _refused_outright(result)
+            for key in keys:
                 if alone:
                     self._start_alone(key, share)
                 else:
-                    self._start_failed(key, err, share)
-            return
+                    self._start_failed(key, result, share)
+            return {}
+        params_list = [row["params"] for _, row in call]
         try:
-            outcomes = self.rules.read_shared_start(response, params_list)
+            outcomes = self.rules.read_shared_start(result, params_list)
         except MalformedPayload as exc:
-            for key, _ in claimed:
-                self._start_unreadable(key, response, exc, share)
-            return
+            for key in keys:
+                self._start_unreadable(key, result, exc, share)
+            return {}
         now = time.time()
         first_poll = self._first_poll_at(now)
-        for (key, _), outcome in zip(claimed, outcomes, strict=True):
-            self._started(key, outcome, share, now if outcome.synchronous else first_poll)
+        return {
+            key: self._running(key, outcome, share, now if outcome.synchronous else first_poll)
+            for key, outcome in zip(keys, outcomes, strict=True)
+        }
 
     def _start_unreadable(self, key: str, response: ApiResponse, exc: MalformedPayload, share: float) -> None:
         error = error_object(
@@ -401,7 +473,10 @@ class FamilyTick:
 
         self.registry.update(key, unreadable)
 
-    def _started(self, key: str, outcome: StartOutcome, share: float, first_poll: float) -> None:
+    def _running(
+        self, key: str, outcome: StartOutcome, share: float, first_poll: float
+    ) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+        """The row update that records a confirmed start: running, or finishing when nothing is pending."""
         now = time.time()
 
         def running(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -421,7 +496,7 @@ class FamilyTick:
                 return self._terminal(r, now)
             return r
 
-        self.registry.update(key, running)
+        return running
 
     def _start_alone(self, key: str, share: float) -> None:
         """The API refused a shared start outright (nothing started): each request tries again on
@@ -556,6 +631,7 @@ class FamilyTick:
             return
         now = time.time()
         share = 1.0 / len(batch)
+        updates: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
         for work in batch:
             try:
                 read = self.rules.read_poll(response.data, work)
@@ -563,10 +639,8 @@ class FamilyTick:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
                 self._row_error(work.key, share)
                 continue
-            self.registry.update(
-                work.key,
-                lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start),  # type: ignore[misc]
-            )
+            updates[work.key] = lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start)  # type: ignore[misc]
+        self.registry.update_many(updates)
 
     def _apply_poll(
         self, row: dict[str, Any], read: Any, now: float, share: float, round_start: float
@@ -758,6 +832,15 @@ def _upstream_unavailable(last: dict[str, Any], details: dict[str, Any]) -> dict
         toksta_request_id=last.get("toksta_request_id"),
         details=details,
     )
+
+
+def _chunks(items: list[str], most: int, *, at_least: int) -> list[list[str]]:
+    """`items` in at most `most` contiguous chunks of at least `at_least` (the last may be shorter)."""
+    if not items:
+        return []
+    count = max(1, min(most, len(items) // at_least))
+    size = -(-len(items) // count)
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _canceled_before_start(row: dict[str, Any]) -> dict[str, Any]:

@@ -131,6 +131,7 @@ class Ingress:
                 Delivery(body, properties),
                 lambda ch=channel, tag=tag: ch.basic_ack(tag),
                 lambda ch=channel, tag=tag: ch.basic_nack(tag, requeue=True),
+                redelivered=bool(method.redelivered),
             )
 
     def _admitted(self) -> bool:
@@ -139,14 +140,16 @@ class Ingress:
         except StateStoreError as exc:
             raise InfrastructureDown(str(exc)) from exc
 
-    def handle(self, message: Delivery, ack: Any, nack: Any) -> None:
-        """Process one delivery to a durable outcome, then ack; poison after the delivery limit."""
-        store = self.rt.store
+    def handle(self, message: Delivery, ack: Any, nack: Any, *, redelivered: bool = True) -> None:
+        """Process one delivery to a durable outcome, then ack; poison after the delivery limit.
+
+        Deliveries are counted in the state store only once the broker says the message was
+        delivered before (`redelivered`): a first delivery is delivery 1 without a store write, and
+        the first redelivery counts itself and that first one. Most messages are delivered once,
+        so this spares two writes per request (count and clear) where nothing can be poison yet.
+        """
         counter = _delivery_counter(message)
-        try:
-            deliveries = int(store.incr(counter, 1, ttl_seconds=86400))
-        except StateStoreError as exc:
-            raise InfrastructureDown(str(exc)) from exc
+        deliveries = self._count(counter) if redelivered else 1
         intake = Intake(self.settings, self.rt.registry, self.rt.publisher())
         try:
             verdict = validate_message(message.body, message.properties.reply_to, self.limits)
@@ -161,13 +164,24 @@ class Ingress:
                     _fault_hook(verdict.request_id, self.settings.crash_request_ids)
                     intake.accept(message, verdict)
             except _INFRA_ERRORS as exc:
-                self._forgive(counter)
+                if redelivered:
+                    self._forgive(counter)
                 raise InfrastructureDown(f"{type(exc).__name__}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 (any other failure counts as a crash of the handler)
                 self._crashed(message, verdict, exc, deliveries, counter, ack, nack)
                 return
-        self._clear(counter)
+        if redelivered:
+            self._clear(counter)
         ack()
+
+    def _count(self, counter: str) -> int:
+        try:
+            deliveries = int(self.rt.store.incr(counter, 1, ttl_seconds=86400))
+            if deliveries == 1:  # the first delivery was not counted
+                deliveries = int(self.rt.store.incr(counter, 1, ttl_seconds=86400))
+        except StateStoreError as exc:
+            raise InfrastructureDown(str(exc)) from exc
+        return deliveries
 
     def request_context(self, request_id: str | None, kind: object) -> AbstractContextManager[object]:
         """Where the handling of one message runs; observability binds its ids to logs and errors."""

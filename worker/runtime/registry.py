@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from worker.contract.models import ANALYSIS_KINDS, Kind
-from worker.state.base import IndexOp, StateStore, Versioned
+from worker.state.base import IndexOp, StateStore, Versioned, Write
 
 WAITING: Final = "waiting"
 STARTING: Final = "starting"
@@ -125,6 +125,48 @@ class Registry:
             if self.save(key, new, current.version) is not None:
                 return new
         raise ConcurrentUpdate(f"row {key} changed {attempts} times while being updated")
+
+    def save_many(self, rows: list[tuple[str, dict[str, Any], int]]) -> list[int | None]:
+        """`save` for several (key, row, version): one batched write; None where a row had changed."""
+        writes = [
+            Write(key, row, version, self._ttl(row), index_ops(key, row, row["kind"])) for key, row, version in rows
+        ]
+        return self.store.write_many(writes) if writes else []
+
+    def update_many(
+        self, mutations: Mapping[str, Callable[[dict[str, Any]], dict[str, Any] | None]], *, attempts: int = 20
+    ) -> dict[str, dict[str, Any] | None]:
+        """`update` for several rows: one read and one batched write per round.
+
+        A row that changed under us is read and mutated again in the next round, so each mutation
+        may run more than once, as with `update`. Returns key -> the row as written (or as it is
+        when its mutation returned None; None when the row is missing).
+        """
+        results: dict[str, dict[str, Any] | None] = {}
+        pending = dict(mutations)
+        for _ in range(attempts):
+            if not pending:
+                return results
+            keys = list(pending)
+            staged: list[tuple[str, dict[str, Any], int]] = []
+            for key, current in zip(keys, self.store.get_many(keys), strict=True):
+                if current is None:
+                    results[key] = None
+                    del pending[key]
+                    continue
+                new = pending[key](_deep_copy(current.value))
+                if new is None:
+                    results[key] = current.value
+                    del pending[key]
+                    continue
+                staged.append((key, new, current.version))
+            for (key, new, _), version in zip(staged, self.save_many(staged), strict=True):
+                if version is not None:
+                    results[key] = new
+                    del pending[key]
+        if pending:
+            raise ConcurrentUpdate(f"rows {sorted(pending)[:5]} changed {attempts} times while being updated")
+        return results
 
     def due(self, index: str, kind: Kind | str, *, until: float, limit: int) -> list[str]:
         return [m for m, _ in self.store.index_range(index_name(index, kind), max_score=until, limit=limit)]

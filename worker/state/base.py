@@ -40,6 +40,17 @@ class IndexOp:
     score: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One document write of a `write_many` batch (the arguments of `write`)."""
+
+    key: str
+    value: dict[str, Any] | None
+    expect_version: int
+    ttl_seconds: float | None = None
+    index_ops: Sequence[IndexOp] = ()
+
+
 class StateStoreError(RuntimeError):
     """The store could not be reached or answered with an error; the caller may retry."""
 
@@ -70,6 +81,15 @@ class StateStore(Protocol):
         check. Applies `index_ops` in the same atomic step. Returns the new version (0 after a
         delete), or None when the expectation failed and nothing was changed. `ttl_seconds`
         None keeps the document until it is deleted.
+        """
+        ...
+
+    def write_many(self, writes: Sequence[Write]) -> list[int | None]:
+        """`write` for several documents, each with its own version check; results in the same order.
+
+        Not atomic as a group: each write succeeds or fails on its own, as if made one after the
+        other. Stores that can make them in one round trip or transaction do (SQLite: one write
+        transaction instead of one per document, which is what bounds a busy host's throughput).
         """
         ...
 
