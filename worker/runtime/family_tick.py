@@ -571,9 +571,11 @@ class FamilyTick:
                 continue
             if row["state"] != RUNNING:
                 continue
-            if now >= row["deadline_at"] and not row.get("deadline_checked"):
+            if now >= row["deadline_at"] and not row.get("deadline_checked") and row.get("poll_interval") is not None:
                 self._deadline(key, row)
                 continue
+            # A row never polled gets one poll before its deadline verdict: what that poll finds (a
+            # terminal job, a payload, or an outage) decides between the outcome and its error code.
             work = work_of(key, row)
             group = ("solo", key) if row.get("poll_alone") else self.rules.poll_group(work)
             groups[group].append(work)
@@ -657,12 +659,12 @@ class FamilyTick:
             row["payload"] = read.payload
         if not any(v.status == "pending" for v in read.items.values()):
             return self._terminal(row, now)
+        row["poll_interval"] = next_interval(row.get("poll_interval"))  # the backoff after a failed poll
         if now >= row["deadline_at"]:
             if row.get("deadline_checked") or not self.rules.can_cancel_at_api():
                 return self._deadline_row(row, now)
             row["next_poll_at"] = now  # the next round cancels the job at the API first (`_deadline`)
             return row
-        row["poll_interval"] = next_interval(row.get("poll_interval"))  # the backoff after a failed poll
         row["next_poll_at"] = round_start + self.cadence  # the family's next round: every row polled here stays in step
         return row
 
