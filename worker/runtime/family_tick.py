@@ -466,7 +466,7 @@ class FamilyTick:
         )
 
         def unreadable(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != STARTING or r.get("start_token") != self.token:
+            if not self._owns(r):
                 return None
             r["api_calls"] = float(r.get("api_calls") or 0.0) + share
             return to_finishing(r, Status.ERROR, error, time.time())
@@ -480,7 +480,7 @@ class FamilyTick:
         now = time.time()
 
         def running(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != STARTING or r.get("start_token") != self.token:
+            if not self._owns(r):
                 log.warning("start of %s finished after its row moved on", key)
                 return None
             r["api_calls"] = float(r.get("api_calls") or 0.0) + share
@@ -504,7 +504,7 @@ class FamilyTick:
         becomes its reply."""
 
         def alone(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != STARTING or r.get("start_token") != self.token:
+            if not self._owns(r):
                 return None
             r["api_calls"] = float(r.get("api_calls") or 0.0) + share
             if r.get("cancel"):
@@ -522,7 +522,7 @@ class FamilyTick:
         )
 
         def failed(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != STARTING or r.get("start_token") != self.token:
+            if not self._owns(r):
                 return None
             if err.sent or err.http_status is not None:
                 r["api_calls"] = float(r.get("api_calls") or 0.0) + share
@@ -571,11 +571,11 @@ class FamilyTick:
                 continue
             if row["state"] != RUNNING:
                 continue
+            # A row never polled (no poll_interval yet) gets one poll before its deadline verdict: what
+            # that poll finds (a terminal job, a payload, or an outage) decides the outcome and its code.
             if now >= row["deadline_at"] and not row.get("deadline_checked") and row.get("poll_interval") is not None:
                 self._deadline(key, row)
                 continue
-            # A row never polled gets one poll before its deadline verdict: what that poll finds (a
-            # terminal job, a payload, or an outage) decides between the outcome and its error code.
             work = work_of(key, row)
             group = ("solo", key) if row.get("poll_alone") else self.rules.poll_group(work)
             groups[group].append(work)
@@ -659,7 +659,7 @@ class FamilyTick:
             row["payload"] = read.payload
         if not any(v.status == "pending" for v in read.items.values()):
             return self._terminal(row, now)
-        row["poll_interval"] = next_interval(row.get("poll_interval"))  # the backoff after a failed poll
+        row["poll_interval"] = next_interval(row.get("poll_interval"))  # polled once at least; the backoff if one fails
         if now >= row["deadline_at"]:
             if row.get("deadline_checked") or not self.rules.can_cancel_at_api():
                 return self._deadline_row(row, now)

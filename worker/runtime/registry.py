@@ -99,13 +99,7 @@ class Registry:
 
     def save(self, key: str, row: dict[str, Any], version: int) -> int | None:
         """Write `row` if it is still at `version`; the new version, or None when it changed."""
-        return self.store.write(
-            key,
-            row,
-            expect_version=version,
-            ttl_seconds=self._ttl(row),
-            index_ops=index_ops(key, row, row["kind"]),
-        )
+        return self.save_many([(key, row, version)])[0]
 
     def update(
         self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None], *, attempts: int = 20
@@ -115,16 +109,7 @@ class Registry:
         `mutate` gets a copy and returns the new row, or None to leave the row as it is (then the
         current row is returned). A missing row returns None without calling `mutate`.
         """
-        for _ in range(attempts):
-            current = self.store.get(key)
-            if current is None:
-                return None
-            new = mutate(_deep_copy(current.value))
-            if new is None:
-                return current.value
-            if self.save(key, new, current.version) is not None:
-                return new
-        raise ConcurrentUpdate(f"row {key} changed {attempts} times while being updated")
+        return self.update_many({key: mutate}, attempts=attempts)[key]
 
     def save_many(self, rows: list[tuple[str, dict[str, Any], int]]) -> list[int | None]:
         """`save` for several (key, row, version): one batched write; None where a row had changed."""
