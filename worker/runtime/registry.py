@@ -9,7 +9,6 @@ finishing) never overwrite each other.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -106,8 +105,10 @@ class Registry:
     ) -> dict[str, Any] | None:
         """Apply `mutate` to the current row until the write wins; returns the row as written.
 
-        `mutate` gets a copy and returns the new row, or None to leave the row as it is (then the
-        current row is returned). A missing row returns None without calling `mutate`.
+        `mutate` gets the row as just read (its own: the stores decode every read afresh) and returns
+        the new row, or None to leave the row as it is (then the current row is returned, so a
+        mutation that returns None must not have changed it). A missing row returns None without
+        calling `mutate`.
         """
         return self.update_many({key: mutate}, attempts=attempts)[key]
 
@@ -139,7 +140,7 @@ class Registry:
                     results[key] = None
                     del pending[key]
                     continue
-                new = pending[key](_deep_copy(current.value))
+                new = pending[key](current.value)
                 if new is None:
                     results[key] = current.value
                     del pending[key]
@@ -176,7 +177,3 @@ class Registry:
 
     def _ttl(self, row: dict[str, Any]) -> float | None:
         return self.done_ttl_seconds if row["state"] == DONE else None
-
-
-def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(value)
