@@ -33,11 +33,13 @@ def family_tick(kind: str, seq: int) -> None:
     if not scheduler.claim(kind, seq):
         return
     delay = rt.settings.tick_max_idle_seconds
+    tick = FamilyTick(rt, kind, lambda: scheduler.renew(kind, seq), uuid.uuid4().hex)
     try:
-        delay = FamilyTick(rt, kind, lambda: scheduler.renew(kind, seq), uuid.uuid4().hex).run()
+        delay = tick.run()
     except Superseded:
         log.info("tick of %s superseded; the newer one carries on", kind)
         return
     except Exception:
         log.exception("tick of %s failed; re-arming", kind)
-    scheduler.rearm(kind, seq, delay)
+        tick.progressed = False  # a failing tick re-runs through a wait queue, never in a tight loop
+    scheduler.rearm(kind, seq, delay, direct=tick.progressed, hold=bool(tick.refused))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +73,18 @@ class Delivery:
 class Intake:
     """Turns one message into registry changes and immediate answers."""
 
-    def __init__(self, settings: Settings, registry: Registry, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        publisher: Publisher,
+        wake: Callable[[str], None] = lambda kind: None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.publisher = publisher
+        # Called with a family's kind when this message gave its tick work (a new waiting row, a cancel).
+        self.wake = wake
 
     # -- invalid --------------------------------------------------------------------------------
 
@@ -203,6 +212,8 @@ class Intake:
         )
         if canceled_by is not None:
             self._deliver(key)
+        else:
+            self.wake(request.kind.value)
         return True
 
     def _canceled_by(self, user_id: str | None, request_id: str) -> str | None:
@@ -301,6 +312,8 @@ class Intake:
             outcome = {"canceled": True, "reason": "before_start"}
         elif outcome is not None and outcome.get("reason") == "before_start":
             self._deliver(target_key)
+        elif outcome is None:
+            self.wake(str(updated["kind"]))  # the target's tick cancels it
         if outcome is not None:
             self.registry.update(
                 key,

@@ -7,6 +7,13 @@ redelivered or duplicated tick is dropped; each run re-arms with the next number
 every process re-arms a family whose `due_by` has lapsed (a tick message can be lost: classic
 dead-lettering is at most once, and a process can die between steps). Delays live in the broker
 (fixed-TTL wait queues dead-lettering into the ticks queue), never in a worker's memory.
+
+New work does not wait out an idle tick's delay: ingress `wake`s the family. An armed tick due
+later is replaced by one sent straight to the ticks queue (the old message is dropped on arrival,
+its sequence number being stale); a running tick is marked `woken` and re-arms at once. A tick
+that re-armed because the rate budget refused its starts (`hold`) is left alone: the budget, not
+the lack of work, is what it waits for. A tick that did work and has more due at once also skips
+the wait queues, so a busy family runs round after round without the smallest queue's delay.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 TICK_ACTOR: Final = "family_tick"
 ARMED: Final = "armed"
 RUNNING: Final = "running"
+# An armed tick due within this many seconds is not worth replacing when new work arrives.
+WAKE_SLACK_SECONDS: Final = 0.05
 
 
 def tick_key(kind: str) -> str:
@@ -61,7 +70,7 @@ class TickScheduler:
         def take(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
             if doc.get("seq") != seq or doc.get("state") != ARMED:
                 return None
-            return dict(doc, state=RUNNING, due_by=now + self._clock.lease, started_at=now)
+            return dict(doc, state=RUNNING, due_by=now + self._clock.lease, started_at=now, hold=False, woken=False)
 
         return self._change(kind, take)
 
@@ -75,22 +84,53 @@ class TickScheduler:
 
         return self._change(kind, extend)
 
-    def rearm(self, kind: str, seq: int, delay: float) -> None:
-        """Hand the family to tick `seq + 1`, delivered after `delay` real seconds."""
-        queue, actual = self._rt.topology.pick_wait_queue(max(delay, 0.0))
+    def rearm(self, kind: str, seq: int, delay: float, *, direct: bool = False, hold: bool = False) -> None:
+        """Hand the family to tick `seq + 1`, delivered after `delay` real seconds.
+
+        `direct`: the tick did work and more is due now, so the next one goes straight to the ticks
+        queue. `hold`: the delay is the rate budget's, which new work must not cut short. A tick
+        woken while it ran goes straight to the ticks queue too.
+        """
+        waited = self._rt.topology.pick_wait_queue(max(delay, 0.0))
+        chosen: list[tuple[str, float]] = []
 
         def advance(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
             if doc.get("seq") != seq:
                 return None
-            return {
-                "seq": seq + 1,
-                "state": ARMED,
-                "due_by": now + actual + self._clock.grace,
-                "armed_at": now,
-            }
+            at_once = (direct and delay <= 0) or (doc.get("woken") and not hold)
+            queue, actual = (self._rt.topology.ticks, 0.0) if at_once else waited
+            chosen.append((queue, actual))
+            return _armed(seq + 1, now, actual, self._clock.grace, hold=hold)
 
         if self._change(kind, advance):
-            self._publish(kind, seq + 1, queue)
+            self._publish(kind, seq + 1, chosen[-1][0])
+
+    def wake(self, kind: str) -> bool:
+        """New work for `kind`: run its tick now rather than when its delay ends.
+
+        True when the tick changed: an armed one brought forward, or a running one marked `woken`.
+
+        Costs one read when the tick is already due soon, running and woken, or held by the budget
+        (the common cases under load); one write otherwise.
+        """
+        woken: list[int] = []
+
+        def bring_forward(doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+            woken.clear()  # a lost race runs this again
+            if not doc or doc.get("hold"):
+                return None
+            if doc.get("state") == RUNNING:
+                return None if doc.get("woken") else dict(doc, woken=True)
+            if float(doc.get("runs_at", 0.0)) <= now + WAKE_SLACK_SECONDS:
+                return None
+            seq = int(doc.get("seq", 0)) + 1
+            woken.append(seq)
+            return _armed(seq, now, 0.0, self._clock.grace)
+
+        changed = self._change(kind, bring_forward)
+        if woken and changed:
+            self._publish(kind, woken[-1], self._rt.topology.ticks)
+        return changed
 
     def watch(self, kind: str) -> bool:
         """Re-arm `kind` now if its tick is missing or its lease lapsed; True when it did."""
@@ -101,7 +141,7 @@ class TickScheduler:
                 return None
             seq = int(doc.get("seq", 0)) + 1
             new_seq.append(seq)
-            return {"seq": seq, "state": ARMED, "due_by": now + self._clock.grace, "armed_at": now}
+            return _armed(seq, now, 0.0, self._clock.grace)
 
         if self._change(kind, restart):
             log.info("tick of %s re-armed by the watchdog (seq %d)", kind, new_seq[-1])
@@ -133,3 +173,15 @@ class TickScheduler:
         )
         props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
         self._rt.publisher().publish(queue, message.encode(), props, mandatory=True)
+
+
+def _armed(seq: int, now: float, delay: float, grace: float, *, hold: bool = False) -> dict[str, Any]:
+    """The document of tick `seq`, armed to run `delay` seconds from `now`."""
+    return {
+        "seq": seq,
+        "state": ARMED,
+        "due_by": now + delay + grace,
+        "armed_at": now,
+        "runs_at": now + delay,
+        "hold": hold,
+    }
