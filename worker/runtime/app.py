@@ -41,5 +41,4 @@ def family_tick(kind: str, seq: int) -> None:
         return
     except Exception:
         log.exception("tick of %s failed; re-arming", kind)
-        tick.progressed = False  # a failing tick re-runs through a wait queue, never in a tight loop
-    scheduler.rearm(kind, seq, delay, direct=tick.progressed, hold=bool(tick.refused))
+    scheduler.rearm(kind, seq, delay, hold=bool(tick.refused))

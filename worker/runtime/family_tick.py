@@ -80,8 +80,6 @@ class FamilyTick:
         # Index -> real seconds the budget asked its work to wait; `stopped` when a refusal ended the tick.
         self.refused: dict[str, float] = {}
         self.stopped = False
-        # True once the tick made an API call or delivered a reply: more due work then runs at once.
-        self.progressed = False
         self._cadence: float | None = None
 
     # -- entry ----------------------------------------------------------------------------------
@@ -163,7 +161,6 @@ class FamilyTick:
             raise BudgetWait(grant.wait)
         if not self.renew():
             raise Superseded(self.kind)
-        self.progressed = True
         try:
             response = fn()
         except ApiError as err:
@@ -200,7 +197,6 @@ class FamilyTick:
             self._followups(needing)
             rows = self._load(keys)
         ready = [key for key, row in rows if not row.get("needs_followup")]
-        self.progressed = self.progressed or bool(ready)
         # Each confirm waits for the broker to store the reply: publish from several connections
         # at once (one per pool thread) so those waits overlap.
         self._overlapped(self._deliver, _chunks(ready, CALL_CONCURRENCY, at_least=REPLIES_PER_CONNECTION))
@@ -384,7 +380,6 @@ class FamilyTick:
                 call = [(k, row) for k in group if (row := claims.get(k)) is not None and self._owns(row)]
                 if call:
                     calls.append(call)
-            self.progressed = self.progressed or bool(calls)
             results = self._overlapped(self._call_start, calls)
             running: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
             for call, result in zip(calls, results, strict=True):
