@@ -17,11 +17,20 @@ import pytest
 
 from worker.amqp.connection import open_connection
 from worker.amqp.topology import WAIT_DELAYS_MS, declare_queue
+from worker.api.client import CallRecord
+from worker.api.rate import RateInfo
 from worker.runtime.context import Runtime
 from worker.runtime.ticks import ARMED, RUNNING, TickScheduler, tick_key
 from worker.settings import Settings
 
 KIND = "thought_leaders"
+UNLIMITED = 1_000_000  # what the simulator's unlimited key announces, far beyond budget.UNCOUNTED_MARGIN
+
+
+def learn_limit(rt: Runtime, limit: int) -> None:
+    """The rate budget learns the key's limit as from a response's X-RateLimit-* headers."""
+    rate = RateInfo(limit=limit, remaining=limit - 1, reset_at=time.time() + 60)
+    rt.budget.observe(CallRecord(route="POST /v1/x", http_status=200, rate=rate, error=None, elapsed=0.01))
 
 
 @pytest.fixture
@@ -38,6 +47,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
         runtime.topology.declare(channel)
         # In a worker the dramatiq broker declares the ticks queue; here it is only read from.
         declare_queue(channel, runtime.topology.ticks, {})
+        learn_limit(runtime, UNLIMITED)
         yield runtime
     finally:
         runtime.close_thread_resources()
@@ -144,6 +154,17 @@ def test_a_tick_woken_while_running_rearms_shortly_whatever_it_found_due(rt: Run
     assert seqs_in(rt, long_wait_queue(rt)) == []
     assert scheduler.claim(KIND, seq + 1)
     assert "woken" in tick_doc(rt) and tick_doc(rt)["woken"] is False
+
+
+def test_wake_leaves_a_counted_key_s_ticks_to_their_own_time(rt: Runtime) -> None:
+    """On a key with a real limit the requests gather until the tick comes, to share start calls."""
+    learn_limit(rt, 60)
+    scheduler = TickScheduler(rt)
+    armed = idle_tick(rt, scheduler)
+    before = tick_doc(rt)
+    assert not scheduler.wake(KIND)
+    assert tick_doc(rt) == before
+    assert seqs_in(rt, long_wait_queue(rt)) == [armed]
 
 
 def test_wake_leaves_a_tick_held_by_the_rate_budget(rt: Runtime) -> None:

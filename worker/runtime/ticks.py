@@ -8,7 +8,8 @@ every process re-arms a family whose `due_by` has lapsed (a tick message can be 
 dead-lettering is at most once, and a process can die between steps). Delays live in the broker
 (fixed-TTL wait queues dead-lettering into the ticks queue), never in a worker's memory.
 
-New work does not wait out an idle tick's delay: ingress `wake`s the family. An armed tick due
+New work does not wait out an idle tick's delay on a roomy key: ingress `wake`s the family (on a
+counted key calls are scarce and requests gather for the tick's own time). An armed tick due
 later is replaced by one sent through the smallest wait queue (the old message is dropped on
 arrival, its sequence number being stale); a running tick is marked `woken` and re-arms through
 that queue whatever it found due. A tick that re-armed because the rate budget refused it
@@ -111,11 +112,16 @@ class TickScheduler:
         """New work for `kind`: run its tick shortly rather than when its delay ends.
 
         The woken tick comes through the smallest wait queue, so the requests of a burst that arrive
-        within its delay are taken in one round (and can share start calls). True when the tick
-        changed: an armed one brought forward, or a running one marked `woken`. Costs one read when
-        the tick is due soon anyway, running and already woken, or held by the budget (the common
-        cases under load); one write otherwise.
+        within its delay are taken in one round (and can share start calls). Only on a roomy key
+        (`RateBudget.roomy`, e.g. unlimited): latency where calls are free, calls where they are not.
+        True when the tick changed: an armed one brought forward, or a running one marked `woken`.
+        Costs two reads when the tick is due soon anyway, running and already woken, or held by the
+        budget (the common cases under load); one write more otherwise.
         """
+        if not self._rt.budget.roomy():
+            # Calls are what a counted key runs short of: requests gather until the tick's own time
+            # (TICK_MAX_IDLE_SECONDS at most) and share start calls, where waking made one call each.
+            return False
         queue, soon = self._rt.topology.pick_wait_queue(0.0)
         woken: list[int] = []
 
