@@ -1,7 +1,8 @@
 """Publishing a finished request's reply to every sender, then marking it done.
 
 The reply is fixed in the row before anything is published, so every copy (to duplicate senders,
-or again after a crash) carries the same body and `message_id`. The row becomes `done` only when
+or again after a crash) carries the same body and `message_id`; fixing it drops the payload it was
+built from, which keeps finished rows small. The row becomes `done` only when
 every target has been published to; a sender who arrives while this runs is caught by the
 version check and served in the next round.
 """
@@ -45,6 +46,14 @@ def build_reply(row: dict[str, Any], now: float) -> dict[str, Any]:
     )
 
 
+def fix_reply(row: dict[str, Any], now: float) -> dict[str, Any]:
+    """Fix a finished row's reply; drop the payload and extra it was built from (they only fed it)."""
+    row["reply"] = build_reply(row, now)
+    row["payload"] = None
+    row["extra"] = None
+    return row
+
+
 def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes: int) -> dict[str, Any] | None:
     """Publish the reply of a FINISHING (or DONE) row to every target not yet served; mark it done."""
     for _ in range(10):
@@ -55,7 +64,7 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
         if row["state"] not in (FINISHING, DONE) or (row.get("outcome") is None and row.get("reply") is None):
             return row
         if row.get("reply") is None:
-            row["reply"] = build_reply(row, time.time())
+            fix_reply(row, time.time())
             version = registry.save(key, row, current.version)
             if version is None:
                 continue
@@ -68,8 +77,6 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
             publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
         row["published"] = row["published"] + served
         row["state"] = DONE
-        row["payload"] = None  # the reply holds what is needed; keep done rows small
-        row["extra"] = None
         if registry.save(key, row, version) is not None:
             if first_reply:
                 metrics().request_finished(row["kind"], float(row["received_at"]))
@@ -91,8 +98,7 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
         if row["state"] not in (FINISHING, DONE) or (row.get("outcome") is None and row.get("reply") is None):
             continue
         if row.get("reply") is None:
-            row["reply"] = build_reply(row, now)
-            unfixed.append((key, row, current.version))
+            unfixed.append((key, fix_reply(row, now), current.version))
         else:
             fixed.append((key, row, current.version))
     alone: list[str] = []
@@ -111,8 +117,6 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
             publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
         row["published"] = row["published"] + served
         row["state"] = DONE
-        row["payload"] = None
-        row["extra"] = None
         finished.append((key, row, version))
     for (key, row, _), version in zip(finished, registry.save_many(finished), strict=True):
         if version is None:

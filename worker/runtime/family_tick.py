@@ -683,7 +683,10 @@ class FamilyTick:
             )
         work = work_of("", row)
         row["needs_followup"] = self.rules.wants_followup(work)
-        return to_finishing(row, summary.status, error, now)
+        row = to_finishing(row, summary.status, error, now)
+        # The reply is fixed in this same write unless a follow-up still adds to it: delivering then
+        # costs one write (done), not two (fix the reply, then done).
+        return row if row["needs_followup"] else delivery.fix_reply(row, now)
 
     def _poll_failed(self, batch: list[Work], err: ApiError) -> None:
         log.warning("poll failed: %s", err)
