@@ -99,6 +99,22 @@ def test_an_unlimited_key_costs_no_write_per_call(store: StateStore) -> None:
     assert after.version == before.version
 
 
+def test_a_wait_noted_under_the_assumed_limit_does_not_make_an_unlimited_key_count(store: StateStore) -> None:
+    """Before the first response the smallest plan is assumed, so a burst of starts is refused and
+    their wait noted; once the key shows itself unlimited, that note must not make every grant a
+    write (it did, for the seconds the note lived: the pipeline bench's whole run)."""
+    budget = RateBudget(store, time_scale=1.0)
+    assert drain(budget, Priority.START, T) < 20  # paced under the assumed 20/min: refused soon
+    assert budget.snapshot().get("demand")  # the refused starts' wait is noted
+    budget.observe(response(limit=1_000_000, remaining=999_990, reset_at=T + 60), now=T + 0.1)
+    before = store.get("budget")
+    assert drain(budget, Priority.POLL, T + 0.2, most=50) == 50
+    assert drain(budget, Priority.START, T + 0.2, most=50) == 50
+    after = store.get("budget")
+    assert before is not None and after is not None
+    assert after.version == before.version
+
+
 def test_retry_after_stops_every_priority_in_every_process(store: StateStore, twin: StateStore) -> None:
     mine, theirs = RateBudget(store, time_scale=1.0), RateBudget(twin, time_scale=1.0)
     mine.observe(response(limit=60, remaining=40, reset_at=T + 30), now=T)

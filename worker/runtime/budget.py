@@ -177,8 +177,11 @@ class RateBudget:
         left = remaining - self._reserved_for(priority, limit)
         if left <= 0:
             return self._refuse(doc, priority, now, max(float(doc["reset_at"]) + self.margin - now, 0.01 * self.window))
-        if left > UNCOUNTED_MARGIN and not doc.get("demand"):  # `demand` holds only live entries here
-            return Grant(True), rolled  # an unlimited key: nothing to count, nobody to yield to
+        if left > UNCOUNTED_MARGIN:
+            # An unlimited key: nothing to count, and nobody to yield to, since a waiting caller's
+            # own call is granted as soon as it asks (a `demand` noted before the limit was known,
+            # under the assumed one, would otherwise make every grant a write until it lapsed).
+            return Grant(True), rolled
         wait = max(self._pacing_wait(doc, limit, priority, now), self._yield_wait(doc, priority, now))
         if wait > 0:
             return self._refuse(doc, priority, now, wait)
