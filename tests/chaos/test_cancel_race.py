@@ -3,7 +3,8 @@
 Found by the chaos run (two ingress processes, a RabbitMQ restart redelivering both at once): the
 target checked for a tombstone, the cancel found no target row and wrote its tombstone and answered
 `before_start`, then the target's row was created and started. The interleavings are forced here by
-running the cancel from inside the target's registration (real state store, real RabbitMQ).
+running the cancel from inside the target's registration (real state store, real RabbitMQ), for
+a request registered alone (`Intake.accept`) and for one registered with its batch (`accept_new`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class RacingRegistry:
             hook()
         return self._inner.create(key, row)
 
+    def create_many(self, rows: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        if any(key == self._key for key, _ in rows) and self._when == "create" and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return self._inner.create_many(rows)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -59,11 +66,19 @@ def setup(tmp_path: Path) -> Iterator[tuple[Settings, Registry, Publisher, Reque
     store.close()
 
 
-def _accept(intake: Intake, body: dict[str, Any], reply_to: str, settings: Settings) -> None:
+def _valid(body: dict[str, Any], reply_to: str, settings: Settings) -> tuple[Delivery, ValidRequest]:
     raw = json.dumps(body).encode()
     verdict = validate_message(raw, reply_to, MessageLimits(settings.max_request_bytes, settings.request_queue))
     assert isinstance(verdict, ValidRequest)
-    intake.accept(Delivery(raw, pika.BasicProperties(reply_to=reply_to)), verdict)
+    return Delivery(raw, pika.BasicProperties(reply_to=reply_to)), verdict
+
+
+def _accept(intake: Intake, body: dict[str, Any], reply_to: str, settings: Settings) -> None:
+    intake.accept(*_valid(body, reply_to, settings))
+
+
+def _enrichment(request_id: str) -> dict[str, Any]:
+    return {"request_id": request_id, "kind": "enrichment", "params": {"creator_ids": [str(uuid.uuid4())]}}
 
 
 def test_cancel_between_tombstone_check_and_create_still_cancels_the_target(
@@ -84,6 +99,69 @@ def test_cancel_between_tombstone_check_and_create_still_cancels_the_target(
     assert replies["t-1"]["error"]["details"] == {"canceled_by": "c-1"}
     row = registry.get(request_key(None, "t-1"))
     assert row is not None and row.value["state"] == "done"  # never left for a start call
+
+
+def test_cancel_between_a_batch_s_read_and_its_create_still_cancels_the_target(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    settings, registry, publisher, client = setup
+    cancel = {"request_id": "c-3", "kind": "cancel", "params": {"request_id": "t-3"}}
+    racing = RacingRegistry(registry, request_key(None, "t-3"), "create")
+    racing.hook = lambda: _accept(Intake(settings, registry, publisher), cancel, client.reply_queue, settings)
+    batch = [_valid(_enrichment(rid), client.reply_queue, settings) for rid in ("t-3", "other-3")]
+
+    taken = Intake(settings, racing, publisher).accept_new(batch)  # type: ignore[arg-type]
+
+    assert taken == [True, True]
+    replies = {r.body["request_id"]: r.body for r in client.collect(2, timeout=10)}
+    assert replies["c-3"]["result"] == {"canceled": True, "reason": "before_start"}
+    assert replies["t-3"]["status"] == "canceled"
+    assert replies["t-3"]["error"]["details"] == {"canceled_by": "c-3"}
+    other = registry.get(request_key(None, "other-3"))
+    assert other is not None and other.value["state"] == "waiting"
+
+
+def test_a_batch_takes_only_new_requests_and_wakes_each_family_once(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    """What `accept_new` leaves (a cancel, an id seen before, a tombstoned id, a repeat within the
+    batch) goes to `accept` one by one, which knows what to answer."""
+    settings, registry, publisher, client = setup
+    plain = Intake(settings, registry, publisher)
+    _accept(plain, _enrichment("known"), client.reply_queue, settings)
+    _accept(
+        plain, {"request_id": "c-4", "kind": "cancel", "params": {"request_id": "gone"}}, client.reply_queue, settings
+    )
+    client.collect(1, timeout=10)  # the cancel's answer: `gone` is tombstoned
+    woken: list[str] = []
+    new_a, new_b = (
+        _enrichment("new-a"),
+        {
+            "request_id": "new-b",
+            "kind": "thought_leaders",
+            "params": {"keywords": ["b2b", "saas", "sales", "growth", "abm"]},
+        },
+    )
+    bodies = [
+        new_a,
+        new_b,
+        _enrichment("known"),
+        _enrichment("gone"),
+        new_a,
+        {"request_id": "c-5", "kind": "cancel", "params": {"request_id": "new-a"}},
+        _enrichment("new-c"),
+    ]
+
+    taken = Intake(settings, registry, publisher, woken.append).accept_new(
+        [_valid(body, client.reply_queue, settings) for body in bodies]
+    )
+
+    assert taken == [True, True, False, False, False, False, True]
+    assert sorted(woken) == ["enrichment", "thought_leaders"]
+    for request_id in ("new-a", "new-b", "new-c"):
+        row = registry.get(request_key(None, request_id))
+        assert row is not None and row.value["state"] == "waiting"
+    assert registry.get(request_key(None, "gone")) is None
 
 
 def test_a_redelivered_cancel_that_already_canceled_its_target_says_so(

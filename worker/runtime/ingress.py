@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import pika
@@ -25,7 +26,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
 from worker.amqp.connection import AmqpError, open_connection
-from worker.contract.validation import InvalidMessage, MessageLimits, validate_message
+from worker.contract.models import Kind
+from worker.contract.validation import InvalidMessage, MessageLimits, ValidRequest, validate_message
 from worker.runtime.context import Runtime
 from worker.runtime.intake import Delivery, Intake
 from worker.runtime.ticks import TickScheduler
@@ -35,6 +37,16 @@ log = logging.getLogger(__name__)
 
 ADMISSION_RECHECK_SECONDS = 0.1
 _INFRA_ERRORS = (StateStoreError, AmqpError, pika.exceptions.AMQPError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewRequest:
+    """A first delivery of a valid analysis request, waiting to be registered with its batch."""
+
+    channel: BlockingChannel
+    tag: int
+    message: Delivery
+    request: ValidRequest
 
 
 class InfrastructureDown(RuntimeError):
@@ -89,7 +101,9 @@ class Ingress:
         self.consuming.set()
         log.info("ingress consuming %s", self.settings.request_queue)
         while not self._stop.is_set():
-            self._connection.process_data_events(time_limit=0.5)
+            # Returns once deliveries were dispatched (into `_pending`), or after the time limit.
+            self._connection.process_data_events(time_limit=ADMISSION_RECHECK_SECONDS if self._pending else 0.5)
+            self._drain()
             self.rt.publisher().process_events()
 
     def _close(self) -> None:
@@ -106,40 +120,89 @@ class Ingress:
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, properties: pika.BasicProperties, body: bytes
     ) -> None:
-        """Queue the delivery behind any that wait for admission, in arrival order."""
+        """Queue the delivery behind any that wait for admission, in arrival order. The consume loop
+        drains the queue once pika has dispatched every delivery that arrived together, so they are
+        handled as one batch."""
         self._pending.append((channel, method, properties, body))
-        if len(self._pending) == 1:
-            self._drain()
 
     def _drain(self) -> None:
-        """Handle waiting deliveries while the admission window has room; else look again shortly.
+        """Handle waiting deliveries, in arrival order, as far as the admission window has room.
 
-        Only the head of the line polls the registry, so a full window costs one count query per
-        recheck, not one per prefetched message.
+        One count query admits as many as the window has room for; what it does not admit waits for
+        the next look (the consume loop looks again within ADMISSION_RECHECK_SECONDS).
         """
         while self._pending:
-            channel, method, properties, body = self._pending[0]
-            if self._stop.is_set() or not channel.is_open:
+            if self._stop.is_set() or not self._pending[0][0].is_open:
                 self._pending.clear()
                 return
-            if not self._admitted():
-                assert self._connection is not None
-                self._connection.call_later(ADMISSION_RECHECK_SECONDS, self._drain)
+            room = self._room()
+            if room <= 0:
                 return
-            self._pending.popleft()
-            tag = method.delivery_tag
-            self.handle(
-                Delivery(body, properties),
-                lambda ch=channel, tag=tag: ch.basic_ack(tag),
-                lambda ch=channel, tag=tag: ch.basic_nack(tag, requeue=True),
-                redelivered=bool(method.redelivered),
-            )
+            batch = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+            self._handle_batch(batch)
 
-    def _admitted(self) -> bool:
+    def _room(self) -> int:
         try:
-            return self.rt.registry.count_waiting() < self.settings.admission_window
+            return self.settings.admission_window - self.rt.registry.count_waiting()
         except StateStoreError as exc:
             raise InfrastructureDown(str(exc)) from exc
+
+    def _handle_batch(self, batch: list[tuple[BlockingChannel, Basic.Deliver, pika.BasicProperties, bytes]]) -> None:
+        """Register the batch's new requests together (`Intake.accept_new`); any other message goes
+        through `handle` on its own, after the new ones before it, so the order of arrival holds."""
+        new: list[_NewRequest] = []
+        for channel, method, properties, body in batch:
+            message = Delivery(body, properties)
+            verdict = None if method.redelivered else self._new_request(message)
+            if verdict is None:
+                self._accept_new(new)
+                new = []
+                tag = method.delivery_tag
+                self.handle(
+                    message,
+                    lambda ch=channel, tag=tag: ch.basic_ack(tag),
+                    lambda ch=channel, tag=tag: ch.basic_nack(tag, requeue=True),
+                    redelivered=bool(method.redelivered),
+                )
+            else:
+                new.append(_NewRequest(channel, method.delivery_tag, message, verdict))
+        self._accept_new(new)
+
+    def _new_request(self, message: Delivery) -> ValidRequest | None:
+        """The message's request if it may go in a batch: valid, not a cancel, not a test crash."""
+        try:
+            verdict = validate_message(message.body, message.properties.reply_to, self.limits)
+        except Exception:  # noqa: BLE001 (`handle` validates again and deals with the failure)
+            return None
+        if not isinstance(verdict, ValidRequest) or verdict.kind is Kind.CANCEL:
+            return None
+        return None if verdict.request_id in self.settings.crash_request_ids else verdict
+
+    def _accept_new(self, new: list[_NewRequest]) -> None:
+        """Register `new` in one go and acknowledge them with one ack; a request the batch did not
+        take (a duplicate, a tombstone, a failure) is handled on its own first."""
+        if not new:
+            return
+        intake = Intake(self.settings, self.rt.registry, self.rt.publisher(), self._wake)
+        try:
+            taken = intake.accept_new([(n.message, n.request) for n in new])
+        except _INFRA_ERRORS as exc:
+            raise InfrastructureDown(f"{type(exc).__name__}: {exc}") from exc
+        except Exception:  # each request is tried again on its own, where a crash counts
+            log.exception("registering %d requests together failed; taking them one by one", len(new))
+            taken = [False] * len(new)
+        for n, done in zip(new, taken, strict=True):
+            if not done:
+                self.handle(
+                    n.message,
+                    lambda n=n: n.channel.basic_ack(n.tag),
+                    lambda n=n: n.channel.basic_nack(n.tag, requeue=True),
+                    redelivered=False,
+                )
+        last = max((n.tag for n, done in zip(new, taken, strict=True) if done), default=None)
+        if last is not None:
+            # Every earlier delivery of this channel is settled by now (handled in arrival order).
+            new[0].channel.basic_ack(last, multiple=True)
 
     def handle(self, message: Delivery, ack: Any, nack: Any, *, redelivered: bool = True) -> None:
         """Process one delivery to a durable outcome, then ack; poison after the delivery limit.

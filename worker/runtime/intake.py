@@ -180,6 +180,37 @@ class Intake:
                 return
         raise RuntimeError(f"request {request.request_id} kept racing with another registration")
 
+    def accept_new(self, items: list[tuple[Delivery, ValidRequest]]) -> list[bool]:
+        """Register several new requests with one read and one write for all of them.
+
+        Takes only the common case: an analysis request (not a cancel) whose id has neither a row
+        nor a tombstone yet, and appears once in `items`. Returns, per item, whether it was taken;
+        the caller hands every other one to `accept`, as it does a row a concurrent duplicate created
+        first. What a taken request ends as is what `accept` would make of it.
+        """
+        now = time.time()
+        keys = [request_key(m.user_id, r.request_id) for m, r in items]
+        tombs = [tombstone_key(m.user_id, r.request_id) for m, r in items]
+        found = self.registry.get_many(keys + tombs)
+        fresh: list[tuple[int, str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for i, ((message, request), key) in enumerate(zip(items, keys, strict=True)):
+            if request.kind is Kind.CANCEL or key in seen or found[i] is not None or found[len(items) + i] is not None:
+                continue
+            seen.add(key)
+            target = Target(request.reply_to, message.correlation_text or request.request_id, message.traceparent)
+            fresh.append((i, key, new_row(request, message.user_id, target, now, self._deadline(request))))
+        created = self.registry.create_many([(key, row) for _, key, row in fresh])
+        made = [entry for entry, ok in zip(fresh, created, strict=True) if ok]
+        taken = [False] * len(items)
+        woken: set[str] = set()
+        # A cancel may have run between the read above and the create: see `_register`.
+        for (i, key, row), tomb in zip(made, self.registry.get_many([tombs[i] for i, _, _ in made]), strict=True):
+            taken[i] = True
+            canceled_by = None if tomb is None else self._canceled_late(key, row, _canceled_by_of(tomb.value))
+            self._registered(key, items[i][1], canceled_by, woken)
+        return taken
+
     def _register(self, key: str, request: ValidRequest, target: Target, message: Delivery) -> bool:
         now = time.time()
         row = new_row(request, message.user_id, target, now, self._deadline(request))
@@ -193,33 +224,41 @@ class Intake:
             # writing its tombstone, we look for the tombstone after writing the row: one of us sees the other).
             late = self._canceled_by(message.user_id, request.request_id)
             if late is not None:
-                error = _canceled_before_arrival(late)
-                row = (
-                    self.registry.update(
-                        key,
-                        lambda r: (
-                            to_finishing(r, Status.CANCELED, error, time.time(), result=None)
-                            if r["state"] == WAITING
-                            else None
-                        ),
-                    )
-                    or row
-                )
-                canceled_by = late if row["state"] == FINISHING else None
+                canceled_by = self._canceled_late(key, row, late)
+        self._registered(key, request, canceled_by, set())
+        return True
+
+    def _canceled_late(self, key: str, row: dict[str, Any], late: str) -> str | None:
+        """Cancel a just-created row whose tombstone appeared meanwhile; the cancel's id if it applied."""
+        error = _canceled_before_arrival(late)
+        row = (
+            self.registry.update(
+                key,
+                lambda r: (
+                    to_finishing(r, Status.CANCELED, error, time.time(), result=None) if r["state"] == WAITING else None
+                ),
+            )
+            or row
+        )
+        return late if row["state"] == FINISHING else None
+
+    def _registered(self, key: str, request: ValidRequest, canceled_by: str | None, woken: set[str]) -> None:
+        """After the row is created: answer a request canceled before it arrived, else wake its family
+        (once per family in `woken`)."""
         log.info(
             "request registered",
             extra={"request_id": request.request_id, "kind": request.kind.value, "canceled": canceled_by is not None},
         )
         if canceled_by is not None:
             self._deliver(key)
-        else:
+        elif request.kind.value not in woken:
+            woken.add(request.kind.value)
             self.wake(request.kind.value)
-        return True
 
     def _canceled_by(self, user_id: str | None, request_id: str) -> str | None:
         """The request id of a cancel that arrived before this request, if any."""
         tomb = self.registry.get(tombstone_key(user_id, request_id))
-        return None if tomb is None else str(tomb.value.get("canceled_by") or "")
+        return None if tomb is None else _canceled_by_of(tomb.value)
 
     def _duplicate(
         self, key: str, row: dict[str, Any], request: ValidRequest, target: Target, message: Delivery
@@ -333,6 +372,10 @@ class Intake:
     def _deadline(self, request: ValidRequest) -> float:
         seconds = request.options.deadline_seconds or self.settings.default_deadline_seconds
         return self.settings.scaled(float(seconds))
+
+
+def _canceled_by_of(tombstone: dict[str, Any]) -> str:
+    return str(tombstone.get("canceled_by") or "")
 
 
 def _canceled_before_arrival(canceled_by: str) -> dict[str, Any]:

@@ -91,10 +91,12 @@ class Registry:
 
     def create(self, key: str, row: dict[str, Any]) -> bool:
         """Insert a new row; False when the key already exists (a concurrent duplicate)."""
-        version = self.store.write(
-            key, row, expect_version=0, ttl_seconds=self._ttl(row), index_ops=index_ops(key, row, row["kind"])
-        )
-        return version is not None
+        return self.create_many([(key, row)])[0]
+
+    def create_many(self, rows: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """`create` for several (key, row): one batched write; False where the key already existed."""
+        writes = [Write(key, row, 0, self._ttl(row), index_ops(key, row, row["kind"])) for key, row in rows]
+        return [version is not None for version in self.store.write_many(writes)] if writes else []
 
     def save(self, key: str, row: dict[str, Any], version: int) -> int | None:
         """Write `row` if it is still at `version`; the new version, or None when it changed."""
