@@ -13,13 +13,12 @@ Nothing else in the worker inspects API payloads: the runtime asks these rules.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from worker.api.client import ApiResponse, TokstaClient
 from worker.contract.models import Kind
@@ -413,7 +412,7 @@ class EnrichmentRules(FamilyRules):
         if mine is not None:
             payload = _filter_payload(data, lambda e: e.get("creator_id") in mine, mine, "creator_id")
         else:
-            payload = copy.deepcopy(dict(data))
+            payload = _json_copy(dict(data))
         pending = sum(1 for item in items.values() if item.status == PENDING)
         _set_if(payload, "creators_requested", len(items))
         _set_if(payload, "pending", pending)
@@ -603,12 +602,23 @@ def _filter_payload(
         ids = payload.get(list_name)
         if isinstance(ids, list):
             payload[list_name] = [i for i in ids if isinstance(i, str) and normalize(i) in mine]
-    payload = copy.deepcopy(payload)
+    payload = cast(dict[str, Any], _json_copy(payload))
     not_found = len(payload.get("not_found_ids") or [])
     _set_if(payload, "requested_count", len(mine))
     _set_if(payload, "found_count", len(mine) - not_found)
     _set_selected(payload, len(mine))
     return payload
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists, scalars), so a row's payload shares nothing with the
+    response or another row's; `copy.deepcopy` did the same at 2.5 times the cost (its memo and
+    dispatch serve object graphs that JSON cannot hold)."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def _set_if(payload: dict[str, Any], name: str, value: int) -> None:
@@ -659,7 +669,7 @@ def _cut_start(data: Mapping[str, Any], jobs: list[dict[str, Any]], mine: set[st
         if any(not who for who in owners):
             raise MalformedPayload(f"a shared start returned an entry of {name} without its creator_id")
         view[name] = [entry for entry, who in zip(entries, owners, strict=True) if _creator(who[0]) in mine]
-    view = copy.deepcopy(view)
+    view = cast(dict[str, Any], _json_copy(view))
     _set_if(view, "creators_requested", len(mine))
     _set_if(view, "jobs_created", sum(1 for job in own_jobs if not job.get("cached")))
     _set_selected(view, len(mine))
