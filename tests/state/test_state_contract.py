@@ -275,3 +275,31 @@ def test_write_many_checks_each_write_on_its_own_in_order(store: StateStore) -> 
     assert store.get("wm:c") is None
     assert store.index_range("wm:idx", max_score=10.0, limit=5) == [("wm:b", 5.0)]
     assert store.write_many([]) == []
+
+
+def test_write_many_versions_keep_rising_within_and_across_batches(store: StateStore) -> None:
+    """The SQLite store takes a batch's versions from one read of its sequence: none may repeat."""
+    batch = store.write_many([Write(f"vs:{n}", {"n": n}, 0) for n in range(3)])
+    single = store.write("vs:single", {"n": 9}, expect_version=0)
+    again = store.write_many([Write("vs:0", {"n": 10}, batch[0] or -1), Write("vs:late", {"n": 11}, 0)])
+    versions = [*batch, single, *again]
+    assert all(v is not None for v in versions)
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def test_index_ops_of_one_write_apply_in_order(store: StateStore) -> None:
+    """Removals of one member are taken together, but the order of the ops still decides."""
+    setup = [IndexOp("o1", "m", 1.0), IndexOp("o2", "m", 2.0), IndexOp("o3", "m", 3.0), IndexOp("o1", "n", 1.0)]
+    assert store.write("m", {"v": 1}, expect_version=0, index_ops=setup) is not None
+    ops = [
+        IndexOp("o1", "m", None),
+        IndexOp("o1", "n", None),
+        IndexOp("o2", "m", None),
+        IndexOp("o3", "m", 7.0),
+        IndexOp("o3", "m", None),
+        IndexOp("o2", "m", 4.0),
+    ]
+    assert store.write("m", {"v": 2}, expect_version=ANY_VERSION, index_ops=ops) is not None
+    assert store.index_count("o1") == 0
+    assert store.index_range("o2", max_score=INF, limit=5) == [("m", 4.0)]
+    assert store.index_count("o3") == 0
