@@ -24,10 +24,8 @@ from typing import Any
 import pika
 
 from worker.amqp.connection import open_connection
-from worker.amqp.topology import Topology
 from worker.ops.harness import Deployment, WorkerGroup
 from worker.runtime.registry import Registry
-from worker.settings import Settings
 from worker.sim.testing import SimulatorProcess
 from worker.state.factory import open_state_store
 
@@ -193,10 +191,6 @@ class ReplyCollector:
     def _on_reply(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
         reply = json.loads(body)
         self.replies[str(reply.get("request_id"))] = Reply(reply, time.time())
-
-    def declare_request_queue(self) -> None:
-        """Declare the deployment's queues as a worker would (to publish before any worker runs)."""
-        Topology(request_queue=self.request_queue, queue_type=Settings().queue_type).declare(self._channel)
 
     def publish(self, bodies: Sequence[dict[str, Any]]) -> None:
         props = pika.BasicProperties(reply_to=self.reply_queue, content_type="application/json", delivery_mode=2)

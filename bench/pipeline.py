@@ -115,7 +115,7 @@ def worker_rate(args: argparse.Namespace, *, preload: bool) -> dict[str, float]:
             try:
                 bodies = workload(args.requests, include_share=0.0)
                 if preload:
-                    collector.declare_request_queue()
+                    dep.declare_queues()
                     collector.publish(bodies)
                 with worker_group(dep, processes=args.processes, threads=args.threads, env=env):
                     started = time.time()

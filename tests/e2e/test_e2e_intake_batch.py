@@ -11,10 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from worker.amqp.connection import open_connection
-from worker.amqp.topology import Topology
 from worker.ops.harness import Deployment, WorkerGroup
-from worker.settings import Settings
 from worker.sim.testing import SimulatorProcess
 
 
@@ -24,18 +21,8 @@ def _enrichment(request_id: str, creator: str | None = None) -> dict[str, Any]:
     return {"request_id": request_id, "kind": "enrichment", "params": {"creator_ids": [creator]}}
 
 
-def _declare(deployment: Deployment) -> None:
-    """The queues as a worker declares them, so requests can wait for it (clients never declare them)."""
-    connection = open_connection(deployment.amqp_url, name="toksta-e2e-declare")
-    try:
-        topology = Topology(request_queue=deployment.request_queue, queue_type=Settings().queue_type)
-        topology.declare(connection.channel())
-    finally:
-        connection.close()
-
-
 def test_a_preloaded_mix_gets_the_answers_of_one_by_one(deployment: Deployment, sim: SimulatorProcess) -> None:
-    _declare(deployment)
+    deployment.declare_queues()
     creator = str(uuid.uuid4())
     with deployment.requester() as client:
         client.publish(_enrichment("target", creator))

@@ -22,8 +22,9 @@ import pika
 import pika.exceptions
 
 from worker.amqp.connection import open_connection
-from worker.amqp.topology import WAIT_DELAYS_MS
+from worker.amqp.topology import WAIT_DELAYS_MS, Topology
 from worker.ops.requester import Requester
+from worker.settings import QueueType
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -67,6 +68,16 @@ class Deployment:
         rq = self.request_queue
         names = [rq, f"{rq}.dlq", f"{rq}.unroutable", f"{rq}.ticks", f"{rq}.ticks.DQ", f"{rq}.ticks.XQ"]
         return names + [f"{rq}.wait.{ms}ms" for ms in WAIT_DELAYS_MS]
+
+    def declare_queues(self) -> None:
+        """Declare the request queue and its companions as the workers will (their QUEUE_TYPE), so
+        requests can wait in it before any worker runs; clients never declare it."""
+        queue_type = QueueType(self.env().get("QUEUE_TYPE", QueueType.CLASSIC.value))
+        connection = open_connection(self.amqp_url, name="toksta-e2e-declare")
+        try:
+            Topology(request_queue=self.request_queue, queue_type=queue_type).declare(connection.channel())
+        finally:
+            connection.close()
 
     def delete_queues(self) -> None:
         try:

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -157,13 +158,7 @@ class Ingress:
             if verdict is None:
                 self._accept_new(new)
                 new = []
-                tag = method.delivery_tag
-                self.handle(
-                    message,
-                    lambda ch=channel, tag=tag: ch.basic_ack(tag),
-                    lambda ch=channel, tag=tag: ch.basic_nack(tag, requeue=True),
-                    redelivered=bool(method.redelivered),
-                )
+                self.handle(message, *_settlers(channel, method.delivery_tag), redelivered=bool(method.redelivered))
             else:
                 new.append(_NewRequest(channel, method.delivery_tag, message, verdict))
         self._accept_new(new)
@@ -193,12 +188,7 @@ class Ingress:
             taken = [False] * len(new)
         for n, done in zip(new, taken, strict=True):
             if not done:
-                self.handle(
-                    n.message,
-                    lambda n=n: n.channel.basic_ack(n.tag),
-                    lambda n=n: n.channel.basic_nack(n.tag, requeue=True),
-                    redelivered=False,
-                )
+                self.handle(n.message, *_settlers(n.channel, n.tag), redelivered=False)
         last = max((n.tag for n, done in zip(new, taken, strict=True) if done), default=None)
         if last is not None:
             # Every earlier delivery of this channel is settled by now (handled in arrival order).
@@ -298,6 +288,11 @@ class Ingress:
             self.rt.store.delete_counter(counter)
         except StateStoreError:
             log.debug("could not clear a delivery counter", exc_info=True)
+
+
+def _settlers(channel: BlockingChannel, tag: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A delivery's ack and its nack (requeued), for `Ingress.handle`."""
+    return (lambda: channel.basic_ack(tag)), (lambda: channel.basic_nack(tag, requeue=True))
 
 
 def _delivery_counter(message: Delivery) -> str:

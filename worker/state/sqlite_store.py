@@ -21,6 +21,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import queue
@@ -413,34 +414,21 @@ class _VersionSequence:
 
 def _apply_index_ops(conn: sqlite3.Connection, index_ops: Sequence[IndexOp]) -> None:
     """Apply the ops in order; a run of removals of one member is one statement (a row's write
-    takes it out of every index but one)."""
-    removals: list[str] = []
-    member: str | None = None
-    for op in index_ops:
-        if op.score is None and (member is None or op.member == member):
-            removals.append(op.index)
-            member = op.member
+    takes it out of every index but one, and the registry lists those removals together)."""
+    for (member, removal), run in itertools.groupby(index_ops, key=lambda op: (op.member, op.score is None)):
+        ops = list(run)
+        if removal:
+            marks = ",".join("?" * len(ops))
+            conn.execute(
+                f"DELETE FROM index_entries WHERE member = ? AND idx IN ({marks})",  # noqa: S608 (placeholders only)
+                (member, *(op.index for op in ops)),
+            )
             continue
-        _remove(conn, member, removals)
-        removals, member = [], None
-        if op.score is None:
-            removals, member = [op.index], op.member
-        else:
+        for op in ops:
             conn.execute(
                 "INSERT OR REPLACE INTO index_entries (idx, member, score) VALUES (?, ?, ?)",
                 (op.index, op.member, op.score),
             )
-    _remove(conn, member, removals)
-
-
-def _remove(conn: sqlite3.Connection, member: str | None, indexes: list[str]) -> None:
-    if member is None or not indexes:
-        return
-    marks = ",".join("?" * len(indexes))
-    conn.execute(
-        f"DELETE FROM index_entries WHERE member = ? AND idx IN ({marks})",  # noqa: S608 (placeholders only)
-        (member, *indexes),
-    )
 
 
 def _purge(conn: sqlite3.Connection, now: float) -> int:
