@@ -319,6 +319,9 @@ def test_resend_unconfirmed_start_opt_in(start_worker: StartWorker, client: Requ
 
     sim.admin.add_faults({"kind": "reset_after_read", "route": ENRICH_START})
     second = str(uuid.uuid4())
+    # The first job must still run when the re-send arrives: a creator enriched meanwhile would be
+    # answered `all_complete` without a second job (a re-send 2 simulated seconds late did that in CI).
+    sim.admin.configure(creators={second: {"duration": 40}})
     client.publish({"request_id": "en-resend-dup", "kind": "enrichment", "params": {"creator_ids": [second]}})
     duplicate = reply_of(client, "en-resend-dup")
     check_envelope(duplicate, "en-resend-dup", "enrichment", "succeeded")
