@@ -5,6 +5,9 @@ or again after a crash) carries the same body and `message_id`; fixing it drops 
 built from, which keeps finished rows small. The row becomes `done` only when
 every target has been published to; a sender who arrives while this runs is caught by the
 version check and served in the next round.
+
+A row that ended while a cancel request waited on it (`cancel`) answers that cancel request
+before it is marked done: once done, nothing would lead back to the waiting cancel.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import time
 from typing import Any
 
 from worker.amqp.publisher import Publisher
+from worker.contract.models import Status
 from worker.families import rules_for
 from worker.observability.metrics import metrics
 from worker.runtime import replies
-from worker.runtime.registry import DONE, FINISHING, Registry
+from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, Registry
 from worker.runtime.replies import Target
+from worker.runtime.rows import cancel_result, to_finishing
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
                 continue
         else:
             version = current.version
+        answer_cancel_of(registry, publisher, row, max_reply_bytes)
         body, status = replies.encode(row["reply"], max_reply_bytes)
         first_reply = row["state"] == FINISHING
         served = [t for t in row["targets"] if t not in row["published"]]
@@ -110,6 +116,7 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
     finished: list[tuple[str, dict[str, Any], int]] = []
     first: dict[str, bool] = {}
     for key, row, version in fixed:
+        answer_cancel_of(registry, publisher, row, max_reply_bytes)
         body, status = replies.encode(row["reply"], max_reply_bytes)
         first[key] = row["state"] == FINISHING
         served = [t for t in row["targets"] if t not in row["published"]]
@@ -125,6 +132,38 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
             metrics().request_finished(row["kind"], float(row["received_at"]))
     for key in alone:
         deliver(registry, publisher, key, max_reply_bytes)
+
+
+def answer_cancel(
+    registry: Registry,
+    publisher: Publisher,
+    cancel_key: str,
+    max_reply_bytes: int,
+    *,
+    result: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Finish a cancel request that waits on its target (`pending_cancel`) and publish its reply.
+
+    Safe to repeat: a cancel request finished before is left as it is, and its reply is published
+    again only if it never went out (a failed publish leaves the row finishing).
+    """
+
+    def resolve(r: dict[str, Any]) -> dict[str, Any] | None:
+        if r["state"] != PENDING_CANCEL:
+            return None
+        status = Status.SUCCEEDED if error is None else Status.ERROR
+        return to_finishing(r, status, error, time.time(), result=result)
+
+    row = registry.update(cancel_key, resolve)
+    if row is not None and row["state"] == FINISHING:
+        deliver(registry, publisher, cancel_key, max_reply_bytes)
+
+
+def answer_cancel_of(registry: Registry, publisher: Publisher, row: dict[str, Any], max_reply_bytes: int) -> None:
+    """Answer the cancel request that waits on a finishing row (see `rows.cancel_result`), if any."""
+    if row.get("cancel") and row["state"] == FINISHING:
+        answer_cancel(registry, publisher, row["cancel"], max_reply_bytes, result=cancel_result(row))
 
 
 def publish_to(publisher: Publisher, target: Target, reply: dict[str, Any], body: bytes, status: str) -> None:

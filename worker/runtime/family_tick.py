@@ -34,7 +34,7 @@ from worker.families import (
 from worker.runtime import deliver as delivery
 from worker.runtime.budget import Grant, Priority
 from worker.runtime.context import CALL_CONCURRENCY, Runtime
-from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, RUNNING, STARTING, WAITING, index_name
+from worker.runtime.registry import DONE, FINISHING, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
 from worker.runtime.start_batches import start_groups
@@ -196,15 +196,12 @@ class FamilyTick:
         if needing:
             self._followups(needing)
             rows = self._load(keys)
+        for _key, row in rows:
+            self._answer_cancel_of(row)  # also of a row whose follow-up is still to come
         ready = [key for key, row in rows if not row.get("needs_followup")]
         # Each confirm waits for the broker to store the reply: publish from several connections
         # at once (one per pool thread) so those waits overlap.
         self._overlapped(self._deliver, _chunks(ready, CALL_CONCURRENCY, at_least=REPLIES_PER_CONNECTION))
-        for _key, row in rows:
-            if row.get("cancel"):
-                applied = ((row.get("outcome") or {}).get("error") or {}).get("code") == ErrorCode.CANCELED_BY_REQUEST
-                result = {"canceled": applied, "reason": "cancel_applied" if applied else "already_terminal"}
-                self._resolve_cancel_request(row["cancel"], result)
 
     def _deliver(self, keys: list[str]) -> None:
         delivery.deliver_many(self.registry, self.rt.publisher(), keys, self.settings.max_reply_bytes)
@@ -245,6 +242,11 @@ class FamilyTick:
                 self._stop_polling(key, row)
 
     def _stop_polling(self, key: str, row: dict[str, Any]) -> None:
+        """The API cannot cancel these jobs: the request ends here, its API job runs on.
+
+        The row keeps `cancel` until it is done, so the cancel request is answered even if this
+        process dies right after the write (delivering the row answers it; see deliver.py).
+        """
         cancel_key = row["cancel"]
 
         def stop(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -255,11 +257,10 @@ class FamilyTick:
                 "canceled by a cancel request; the API job continues",
                 details={"api_job_continues": True, "canceled_by": _request_id_of(cancel_key)},
             )
-            r["cancel"] = None
+            r["cancel_result"] = {"canceled": True, "reason": "polling_stopped"}
             return to_finishing(r, Status.CANCELED, error, time.time())
 
-        if self.registry.update(key, stop) is not None:
-            self._resolve_cancel_request(cancel_key, {"canceled": True, "reason": "polling_stopped"})
+        self._answer_cancel_of(self.registry.update(key, stop))
 
     def _cancel_at_api(self, key: str, row: dict[str, Any]) -> None:
         cancel_key = row["cancel"]
@@ -275,44 +276,47 @@ class FamilyTick:
                         key, lambda r: dict(r, cancel_sent=True) if r.get("cancel") == cancel_key else None
                     )
                 return
-            self.registry.update(key, lambda r: dict(r, cancel=None))
+            # Answered before the row lets go of it: a crash in between costs a second cancel call.
             self._resolve_cancel_request(cancel_key, None, error=_api_error(err))
+            self.registry.update(key, lambda r: dict(r, cancel=None))
             return
         job = _job_of(response)
         if job.get("canceled") is True or (row.get("cancel_sent") and job.get("status") == "canceled"):
+            # The API's reason, unless this answers a re-sent cancel (then the API says already_terminal).
+            reason = str(job.get("reason") or "cancel_applied") if job.get("canceled") is True else "cancel_applied"
 
-            def canceled(r: dict[str, Any]) -> dict[str, Any]:
-                r["cancel"] = None
+            def canceled(r: dict[str, Any]) -> dict[str, Any] | None:
+                if r["state"] == DONE:
+                    return None
                 r["items"] = {k: {"status": "canceled", "error_message": job.get("error_message")} for k in r["items"]}
                 error = error_object(
                     ErrorCode.CANCELED_BY_REQUEST,
                     "canceled by a cancel request",
                     details={"canceled_by": _request_id_of(cancel_key)},
                 )
+                r["cancel_result"] = {"canceled": True, "reason": reason}
                 return to_finishing(r, Status.CANCELED, error, time.time())
 
-            self.registry.update(key, canceled)
-            # The API's reason, unless this answers a re-sent cancel (then the API says already_terminal).
-            reason = str(job.get("reason") or "cancel_applied") if job.get("canceled") is True else "cancel_applied"
-            self._resolve_cancel_request(cancel_key, {"canceled": True, "reason": reason})
+            self._answer_cancel_of(self.registry.update(key, canceled))
         else:
-            # Already terminal at the API: the request ends in that state at its next poll.
-            self.registry.update(key, lambda r: dict(r, cancel=None, next_poll_at=time.time()))
+            # Already terminal at the API: the request ends in that state at its next poll. The cancel
+            # is answered before the row lets go of it: a crash in between costs a second cancel call.
             self._resolve_cancel_request(
                 cancel_key, {"canceled": False, "reason": str(job.get("reason") or "already_terminal")}
             )
+            self.registry.update(key, lambda r: dict(r, cancel=None, next_poll_at=time.time()))
 
     def _resolve_cancel_request(
         self, cancel_key: str, result: dict[str, Any] | None, *, error: dict[str, Any] | None = None
     ) -> None:
-        def resolve(r: dict[str, Any]) -> dict[str, Any] | None:
-            if r["state"] != PENDING_CANCEL:
-                return None
-            status = Status.SUCCEEDED if error is None else Status.ERROR
-            return to_finishing(r, status, error, time.time(), result=result)
+        delivery.answer_cancel(
+            self.registry, self.rt.publisher(), cancel_key, self.settings.max_reply_bytes, result=result, error=error
+        )
 
-        if self.registry.update(cancel_key, resolve) is not None:
-            delivery.deliver(self.registry, self.rt.publisher(), cancel_key, self.settings.max_reply_bytes)
+    def _answer_cancel_of(self, row: dict[str, Any] | None) -> None:
+        """Answer the cancel request of a row that just ended (or ended earlier), if it has one."""
+        if row is not None:
+            delivery.answer_cancel_of(self.registry, self.rt.publisher(), row, self.settings.max_reply_bytes)
 
     # -- 3. starts ------------------------------------------------------------------------------
 
@@ -511,9 +515,7 @@ class FamilyTick:
                 return _canceled_before_start(r)
             return dict(r, state=WAITING, start_alone=True, next_start_at=time.time())
 
-        row = self.registry.update(key, alone)
-        if row is not None and row["state"] == FINISHING and row.get("cancel"):
-            self._resolve_cancel_request(row["cancel"], {"canceled": True, "reason": "before_start"})
+        self._answer_cancel_of(self.registry.update(key, alone))
 
     def _start_failed(self, key: str, err: ApiError, share: float) -> None:
         now = time.time()
@@ -547,9 +549,7 @@ class FamilyTick:
                 error = _api_error(err)
             return to_finishing(r, Status.ERROR, error, now, result=None)
 
-        row = self.registry.update(key, failed)
-        if resend and row is not None and row["state"] == FINISHING and row.get("cancel"):
-            self._resolve_cancel_request(row["cancel"], {"canceled": True, "reason": "before_start"})
+        self._answer_cancel_of(self.registry.update(key, failed))
 
     # -- 4. polls -------------------------------------------------------------------------------
 
@@ -763,9 +763,7 @@ class FamilyTick:
             )
             return to_finishing(r, Status.ERROR, error, time.time(), result=None)
 
-        updated = self.registry.update(key, recover)
-        if resend and updated is not None and updated["state"] == FINISHING and updated.get("cancel"):
-            self._resolve_cancel_request(updated["cancel"], {"canceled": True, "reason": "before_start"})
+        self._answer_cancel_of(self.registry.update(key, recover))
 
     def _row_error(self, key: str, share: float) -> None:
         def bump(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -855,6 +853,7 @@ def _canceled_before_start(row: dict[str, Any]) -> dict[str, Any]:
         "canceled before its start call went through",
         details={"canceled_by": _request_id_of(row["cancel"])},
     )
+    row["cancel_result"] = {"canceled": True, "reason": "before_start"}
     return to_finishing(row, Status.CANCELED, error, time.time(), result=None)
 
 

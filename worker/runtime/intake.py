@@ -32,7 +32,7 @@ from worker.runtime.registry import (
     tombstone_key,
 )
 from worker.runtime.replies import Target, error_object
-from worker.runtime.rows import add_target, new_row, to_finishing
+from worker.runtime.rows import add_target, cancel_result, new_row, to_finishing
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,8 @@ class Intake:
             nonlocal outcome
             error_details = ((r.get("outcome") or {}).get("error") or {}).get("details") or {}
             if r["state"] in (FINISHING, DONE) and error_details.get("canceled_by") == cancel_row["request_id"]:
-                outcome = {"canceled": True, "reason": "before_start"}  # this cancel already did it (a retry, a race)
+                # This cancel already did it (a retry, a race): here, or in the target's tick (`cancel`).
+                outcome = cancel_result(r) if r.get("cancel") == key else {"canceled": True, "reason": "before_start"}
                 return None
             if r["kind"] == Kind.CANCEL.value or r["state"] in (FINISHING, DONE):
                 outcome = {"canceled": False, "reason": "already_terminal"}

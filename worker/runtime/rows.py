@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.contract.models import ErrorCode
 from worker.contract.validation import ValidRequest
 from worker.families import Item, Work, rules_for
 from worker.runtime.registry import FINISHING, WAITING
@@ -68,6 +69,21 @@ def to_finishing(
     if result is not ...:
         row["outcome"]["result"] = result
     return row
+
+
+def cancel_result(row: dict[str, Any]) -> dict[str, Any]:
+    """What the cancel request a finished row carries (`cancel`) is told.
+
+    The code that ended the row for the cancel records the answer with it (`cancel_result`), so
+    whoever delivers the row later (after a crash, say) tells the same story; a row that ended on
+    its own tells the cancel it came too late.
+    """
+    recorded = row.get("cancel_result")
+    if recorded:
+        return dict(recorded)
+    error = (row.get("outcome") or {}).get("error") or {}
+    applied = error.get("code") == ErrorCode.CANCELED_BY_REQUEST
+    return {"canceled": applied, "reason": "cancel_applied" if applied else "already_terminal"}
 
 
 def work_of(key: str, row: dict[str, Any]) -> Work:
