@@ -1,7 +1,9 @@
 """Pipeline throughput: requests per second end to end against a no-op dramatiq actor's drain rate.
 
 1. Drain rate: a queue pre-loaded with N messages of a no-op actor on the worker's broker
-   (`make_broker`: confirm_delivery=True), drained by `dramatiq` with the same processes and threads.
+   (`make_broker`: confirm_delivery=True), drained by `dramatiq` with the same processes and threads;
+   measured before and after the worker runs, and their mean taken (this machine's speed drifts
+   by tens of percent within minutes: one measurement apart from the worker's skewed the ratio).
 2. The worker: requests end to end (ingress, start, poll, reply) with an unlimited, zero-latency
    simulator whose jobs are terminal at once (job_seconds [0, 0]): with the bench publishing the
    requests while the workers run, then from a request queue pre-loaded before the workers start
@@ -142,9 +144,11 @@ def worker_rate(args: argparse.Namespace, *, preload: bool) -> dict[str, float]:
 def main() -> None:
     args = parse()
     section = Section("pipeline", "pipeline: requests/second end to end vs a no-op actor's drain rate")
-    noop, noop_seconds = drain_rate(args)
+    before, before_seconds = drain_rate(args)
     live = worker_rate(args, preload=False)
     preloaded = worker_rate(args, preload=True)
+    after, after_seconds = drain_rate(args)
+    noop = (before + after) / 2
     section.add(
         f"{args.processes} processes x {args.threads} threads for both; {os.cpu_count()} CPU cores shared with "
         "RabbitMQ, Redis and the simulator. Worker: unlimited key, zero latency, jobs terminal at once, "
@@ -156,7 +160,9 @@ def main() -> None:
     section.table(
         ["measure", "rate /s", "detail"],
         [
-            ["no-op actor drain", noop, f"{args.messages} messages in {noop_seconds:.1f} s"],
+            ["no-op actor drain, before", before, f"{args.messages} messages in {before_seconds:.1f} s"],
+            ["no-op actor drain, after", after, f"{args.messages} messages in {after_seconds:.1f} s"],
+            ["no-op actor drain, mean", noop, "the baseline below"],
             ["worker, steady (10th-90th percentile reply)", live["steady"], ""],
             ["worker, overall", live["overall"], _detail(live, "from the first publish")],
             ["worker, pre-loaded queue, steady", preloaded["steady"], ""],
