@@ -197,7 +197,8 @@ class FamilyTick:
             self._followups(needing)
             rows = self._load(keys)
         for _key, row in rows:
-            self._answer_cancel_of(row)  # also of a row whose follow-up is still to come
+            if row.get("needs_followup"):
+                self._answer_cancel_of(row)  # not delivered yet; delivering answers the others' (deliver.py)
         ready = [key for key, row in rows if not row.get("needs_followup")]
         # Each confirm waits for the broker to store the reply: publish from several connections
         # at once (one per pool thread) so those waits overlap.
