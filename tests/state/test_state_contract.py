@@ -29,6 +29,23 @@ def test_write_then_get_round_trip(store: StateStore) -> None:
     assert got.version == version
 
 
+def test_documents_json_takes_round_trip_alike(store: StateStore) -> None:
+    """Documents are encoded with orjson, and with `json` where orjson refuses: a lone surrogate
+    (a request's `\\ud800` escape makes one) and an integer past 64 bits round-trip all the same;
+    keys that are not strings become strings, as `json` makes them."""
+    doc = {"lone": "a\ud800b", "big": 2**70, "tuple": (1, "x"), 7: "seven", "nested": {"\u00e9": [None, 0.1]}}
+    assert store.write("odd", doc, expect_version=0) is not None
+    got = store.get("odd")
+    assert got is not None
+    assert got.value == {
+        "lone": "a\ud800b",
+        "big": 2**70,
+        "tuple": [1, "x"],
+        "7": "seven",
+        "nested": {"\u00e9": [None, 0.1]},
+    }
+
+
 def test_expect_zero_creates_only_once(store: StateStore) -> None:
     first = store.write("k", {"v": 1}, expect_version=0)
     assert first is not None
@@ -120,6 +137,8 @@ def test_invalid_arguments_are_rejected_and_change_nothing(store: StateStore) ->
         store.write("k", {"v": 1}, expect_version=0, index_ops=[IndexOp("ix", "m", math.nan)])
     with pytest.raises(ValueError):
         store.write("k", {"v": math.nan}, expect_version=0)
+    with pytest.raises(ValueError):  # deep inside, and infinities too: JSON has neither
+        store.write("k", {"v": {"w": [1.0, -INF]}}, expect_version=0)
     with pytest.raises(ValueError):
         store.incr("c", 1, ttl_seconds=-1)
     assert store.get("k") is None
@@ -275,6 +294,29 @@ def test_write_many_checks_each_write_on_its_own_in_order(store: StateStore) -> 
     assert store.get("wm:c") is None
     assert store.index_range("wm:idx", max_score=10.0, limit=5) == [("wm:b", 5.0)]
     assert store.write_many([]) == []
+
+
+def test_write_many_leaves_what_its_writes_in_order_leave(store: StateStore) -> None:
+    """Writes to one key (and ops on one index entry) within a batch apply in order: the SQLite
+    store writes only what the batch leaves behind, so a later write must win over an earlier one."""
+    assert store.write("seq:gone", {"n": 0}, expect_version=0, index_ops=[IndexOp("seq:idx", "gone", 1.0)])
+    results = store.write_many(
+        [
+            Write("seq:back", {"n": 1}, 0, index_ops=[IndexOp("seq:idx", "back", 1.0)]),
+            Write("seq:back", None, ANY_VERSION, index_ops=[IndexOp("seq:idx", "back", None)]),
+            Write("seq:back", {"n": 2}, 0, index_ops=[IndexOp("seq:idx", "back", 2.0)]),
+            Write("seq:gone", None, ANY_VERSION, index_ops=[IndexOp("seq:idx", "gone", None)]),
+            Write("seq:gone", {"n": 3}, 12345),  # the key is gone by now: loses
+            Write(
+                "seq:moved", {"n": 4}, 0, index_ops=[IndexOp("seq:idx", "moved", 3.0), IndexOp("seq:idx", "moved", 4.0)]
+            ),
+        ]
+    )
+    assert results[0] is not None and results[1] == 0 and results[2] is not None and results[2] > results[0]
+    assert results[3] == 0 and results[4] is None and results[5] is not None
+    assert store.get("seq:back") == Versioned({"n": 2}, results[2])
+    assert store.get("seq:gone") is None
+    assert store.index_range("seq:idx", max_score=INF, limit=10) == [("back", 2.0), ("moved", 4.0)]
 
 
 def test_write_many_versions_keep_rising_within_and_across_batches(store: StateStore) -> None:

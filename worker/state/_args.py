@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from worker.state.base import ANY_VERSION, IndexOp
 
 
@@ -33,5 +35,28 @@ def check_index_ops(index_ops: Sequence[IndexOp]) -> None:
 
 
 def dump_document(value: dict[str, Any]) -> str:
-    """Strict, compact JSON (no NaN): the same text in both stores."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """Strict, compact JSON (no NaN, no infinity): the same text in both stores.
+
+    Rows are encoded on every state change, and orjson does it several times faster than `json`,
+    even with the check that its text reads back as the same document. orjson writes a non-finite
+    float as null, and refuses a lone surrogate (which a request's escapes can make) or an integer
+    past 64 bits: when the check fails, `json` decides, refusing non-finite floats as before.
+    """
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        text = None
+    if text is None or orjson.loads(text) != value:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.decode()
+
+
+def load_document(text: str | bytes) -> dict[str, Any]:
+    """A stored document (orjson; `json` for the lone surrogates only it writes and reads)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"a stored document must be a JSON object, not {type(value).__name__}")
+    return value

@@ -15,7 +15,6 @@ land would be misreported or applied twice; callers get StateStoreError and deci
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from worker.state._args import check_index_ops, check_ttl, check_write_args, dump_document
+from worker.state._args import check_index_ops, check_ttl, check_write_args, dump_document, load_document
 from worker.state.base import IndexOp, StateStoreError, Versioned, Write
 
 SOCKET_TIMEOUT_SECONDS: Final = 5.0
@@ -192,7 +191,7 @@ class RedisStateStore:
             for key in keys:
                 pipe.hmget(self._doc_key(key), ["v", "d"])
             rows: list[list[str | None]] = pipe.execute()
-        return [None if v is None or d is None else Versioned(json.loads(d), int(v)) for v, d in rows]
+        return [None if v is None or d is None else Versioned(load_document(d), int(v)) for v, d in rows]
 
     def write(
         self,

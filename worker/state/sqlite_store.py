@@ -21,8 +21,6 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import fcntl
-import itertools
-import json
 import os
 import queue
 import sqlite3
@@ -33,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from worker.state._args import check_index_ops, check_ttl, check_write_args, dump_document
+from worker.state._args import check_index_ops, check_ttl, check_write_args, dump_document, load_document
 from worker.state.base import ANY_VERSION, IndexOp, StateStoreError, Versioned, Write
 
 BUSY_TIMEOUT_SECONDS: Final = 15.0
@@ -172,7 +170,7 @@ class SqliteStateStore:
                     (*chunk, now),
                 ).fetchall()
                 for key, version, value in rows:
-                    found[key] = Versioned(value=json.loads(value), version=version)
+                    found[key] = Versioned(value=load_document(value), version=version)
         return [found.get(key) for key in keys]
 
     def write(
@@ -204,7 +202,7 @@ class SqliteStateStore:
         with self._guard() as conn, self._write_gate(), _immediate(conn):
             now = time.time()
             versions = _VersionSequence(conn)
-            results = [_write_one(conn, w, text, now, versions) for w, text in writes]
+            results = _write_batch(conn, writes, now, versions)
             versions.save()
             self._maybe_purge(conn, now)
             return results
@@ -365,32 +363,62 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _write_one(
-    conn: sqlite3.Connection, w: Write, text: str | None, now: float, versions: _VersionSequence
-) -> int | None:
-    """One CAS write inside an open write transaction: the new version, or None when it lost."""
-    current = _current_version(conn, w.key, now)
-    if w.expect_version not in (ANY_VERSION, current):
-        return None
-    new_version = 0
-    if text is None:
-        conn.execute("DELETE FROM documents WHERE key = ?", (w.key,))
-    else:
-        new_version = versions.take()
+def _write_batch(
+    conn: sqlite3.Connection, writes: list[tuple[Write, str | None]], now: float, versions: _VersionSequence
+) -> list[int | None]:
+    """A batch's CAS writes inside one open write transaction: each write's new version, or None
+    where it lost.
+
+    The writes are decided in order against the versions as the batch leaves them (one read of
+    the current versions), and only what the batch leaves behind is written, a few statements per
+    table (`executemany`). The writer holds the store's write lock meanwhile, and each statement
+    is another wait for the GIL among the process's busy threads: per write it took four.
+    """
+    current = _current_versions(conn, {w.key for w, _ in writes}, now)
+    documents: dict[str, tuple[int, str, float | None] | None] = {}  # key -> what it ends as (None: gone)
+    entries: dict[tuple[str, str], float | None] = {}  # (index, member) -> its score in the end
+    results: list[int | None] = []
+    for w, text in writes:
+        if w.expect_version not in (ANY_VERSION, current.get(w.key, 0)):
+            results.append(None)
+            continue
+        version = 0 if text is None else versions.take()
+        current[w.key] = version
         expires_at = None if w.ttl_seconds is None else now + w.ttl_seconds
-        conn.execute(
-            "INSERT OR REPLACE INTO documents (key, version, value, expires_at) VALUES (?, ?, ?, ?)",
-            (w.key, new_version, text, expires_at),
-        )
-    _apply_index_ops(conn, w.index_ops)
-    return new_version
+        documents[w.key] = None if text is None else (version, text, expires_at)
+        for op in w.index_ops:
+            entries[(op.index, op.member)] = op.score
+        results.append(version)
+    conn.executemany("DELETE FROM documents WHERE key = ?", [(k,) for k, d in documents.items() if d is None])
+    conn.executemany(
+        "INSERT OR REPLACE INTO documents (key, version, value, expires_at) VALUES (?, ?, ?, ?)",
+        [(k, *d) for k, d in documents.items() if d is not None],
+    )
+    conn.executemany(
+        "DELETE FROM index_entries WHERE idx = ? AND member = ?",
+        [pair for pair, score in entries.items() if score is None],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO index_entries (idx, member, score) VALUES (?, ?, ?)",
+        [(*pair, score) for pair, score in entries.items() if score is not None],
+    )
+    return results
 
 
-def _current_version(conn: sqlite3.Connection, key: str, now: float) -> int:
-    row = conn.execute(
-        "SELECT version FROM documents WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, now)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
+def _current_versions(conn: sqlite3.Connection, keys: set[str], now: float) -> dict[str, int]:
+    """The live version of each of `keys` that exists (an expired document counts as gone)."""
+    found: dict[str, int] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _GET_MANY_CHUNK):
+        chunk = ordered[start : start + _GET_MANY_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT key, version FROM documents WHERE key IN ({marks})"  # noqa: S608 (placeholders only)
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (*chunk, now),
+        ).fetchall()
+        found.update((key, int(version)) for key, version in rows)
+    return found
 
 
 class _VersionSequence:
@@ -410,25 +438,6 @@ class _VersionSequence:
     def save(self) -> None:
         if self._last != self._first:
             self._conn.execute("UPDATE meta SET value = ? WHERE name = 'version_seq'", (self._last,))
-
-
-def _apply_index_ops(conn: sqlite3.Connection, index_ops: Sequence[IndexOp]) -> None:
-    """Apply the ops in order; a run of removals of one member is one statement (a row's write
-    takes it out of every index but one, and the registry lists those removals together)."""
-    for (member, removal), run in itertools.groupby(index_ops, key=lambda op: (op.member, op.score is None)):
-        ops = list(run)
-        if removal:
-            marks = ",".join("?" * len(ops))
-            conn.execute(
-                f"DELETE FROM index_entries WHERE member = ? AND idx IN ({marks})",  # noqa: S608 (placeholders only)
-                (member, *(op.index for op in ops)),
-            )
-            continue
-        for op in ops:
-            conn.execute(
-                "INSERT OR REPLACE INTO index_entries (idx, member, score) VALUES (?, ?, ?)",
-                (op.index, op.member, op.score),
-            )
 
 
 def _purge(conn: sqlite3.Connection, now: float) -> int:
