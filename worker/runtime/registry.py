@@ -9,6 +9,7 @@ finishing) never overwrite each other.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -45,7 +46,9 @@ def tombstone_key(user_id: str | None, request_id: str) -> str:
     return f"tomb:{namespace(user_id)}:{request_id}"
 
 
+@functools.cache
 def index_name(index: str, kind: Kind | str) -> str:
+    """The index's store key (cached: every row write names four of them)."""
     return f"idx:{index}:{Kind(kind).value}"
 
 
