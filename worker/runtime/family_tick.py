@@ -334,9 +334,13 @@ class FamilyTick:
                 continue
             ready.append((key, row))
         groups = start_groups(self.rules, ready)
-        size = START_WAVE if len(groups) > 1 and self.rt.budget.roomy() else 1
-        for wave in range(0, len(groups), size):
-            self._start_wave(groups[wave : wave + size])
+        sent = 0
+        while sent < len(groups):
+            # Asked before every wave: a cold fleet's first call teaches the budget the key's limit,
+            # and on a roomy key the rest of the round overlaps instead of going one at a time.
+            size = START_WAVE if len(groups) - sent > 1 and self.rt.budget.roomy() else 1
+            self._start_wave(groups[sent : sent + size])
+            sent += size
 
     def _overlapped(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over `items` at once on the runtime's call pool, results in order. Every call is
