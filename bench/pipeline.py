@@ -6,8 +6,9 @@
    by tens of percent within minutes: one measurement apart from the worker's skewed the ratio).
 2. The worker: requests end to end (ingress, start, poll, reply) with an unlimited, zero-latency
    simulator whose jobs are terminal at once (job_seconds [0, 0]): with the bench publishing the
-   requests while the workers run, then from a request queue pre-loaded before the workers start
-   (as the no-op's is).
+   requests while the workers run (from a thread and connection of its own, so that replies are
+   stamped as they arrive), then from a request queue pre-loaded before the workers start (as the
+   no-op's is).
 Target: the worker's rate >= 1/8 of the drain rate (both measured in this run).
 
     python -m bench.pipeline [--messages 20000] [--requests 2000] [--processes 2] [--threads 4]
@@ -21,9 +22,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pika
@@ -121,9 +124,10 @@ def worker_rate(args: argparse.Namespace, *, preload: bool) -> dict[str, float]:
                     collector.publish(bodies)
                 with worker_group(dep, processes=args.processes, threads=args.threads, env=env):
                     started = time.time()
-                    if not preload:
-                        collector.publish(bodies)
+                    publisher = None if preload else _publish_beside(dep.amqp_url, collector, bodies)
                     collector.wait(len(bodies), timeout=600)
+                    if publisher is not None:
+                        publisher.join()
                 stamps = sorted(r.received for r in collector.replies.values())
                 stats = sim.admin.stats()
                 ok = sum(1 for r in collector.replies.values() if r.body.get("status") == "succeeded")
@@ -141,6 +145,33 @@ def worker_rate(args: argparse.Namespace, *, preload: bool) -> dict[str, float]:
     }
 
 
+def _publish_beside(amqp_url: str, collector: ReplyCollector, bodies: list[dict[str, Any]]) -> threading.Thread:
+    """Publish `bodies` (confirmed, one by one) from a thread with its own connection.
+
+    Not on the collector's connection: pika hands a consumer its deliveries only between the
+    caller's own calls, so replies that arrived while the requests were still being published
+    were all stamped once publishing ended, and the replies' spread (the steady rate) came out
+    several times too fast.
+    """
+
+    def run() -> None:
+        connection = open_connection(amqp_url, name="toksta-bench-publisher")
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            props = pika.BasicProperties(
+                reply_to=collector.reply_queue, content_type="application/json", delivery_mode=2
+            )
+            for body in bodies:
+                channel.basic_publish("", collector.request_queue, json.dumps(body).encode(), props, mandatory=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="bench-publisher", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:
     args = parse()
     section = Section("pipeline", "pipeline: requests/second end to end vs a no-op actor's drain rate")
@@ -153,7 +184,8 @@ def main() -> None:
         f"{args.processes} processes x {args.threads} threads for both; {os.cpu_count()} CPU cores shared with "
         "RabbitMQ, Redis and the simulator. Worker: unlimited key, zero latency, jobs terminal at once, "
         f"embedded (SQLite) state store, time scale {args.time_scale}, {args.requests} requests (no include). "
-        "First with the bench publishing the requests (confirmed, one by one) while the workers run; then "
+        "First with the bench publishing the requests (confirmed, one by one, on a connection of its own) while "
+        "the workers run; then "
         "with the request queue pre-loaded before the workers start, as the no-op's queue is."
     )
     section.add()
