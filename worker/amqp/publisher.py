@@ -6,10 +6,10 @@ waits for the broker's confirm, so "returned" means the message is in a queue.
 
 A thread that holds the connection may be busy elsewhere longer than the heartbeat allows; the broker
 then closes the connection. Rather than a heartbeat thread (BlockingConnection forbids one), each
-publish first services the connection (`process_data_events(0)`), which surfaces such a close, and
-a connection lost before or during a publish is re-opened and the publish retried once. That retry
-can duplicate a message whose confirm was lost: delivery is at least once, and consumers drop
-duplicates by `message_id`. After `os.fork` the child forgets the parent's connection (never closing
+publish after an idle second first services the connection (`process_data_events(0)`), which
+surfaces such a close, and a connection lost before or during a publish is re-opened and the publish
+retried once. That retry can duplicate a message whose confirm was lost: delivery is at least once,
+and consumers drop duplicates by `message_id`. After `os.fork` the child forgets the parent's connection (never closing
 it: the socket is shared) and opens its own.
 """
 
@@ -32,6 +32,8 @@ from worker.amqp.connection import AmqpError, AmqpUnavailable, open_connection
 from worker.amqp.topology import Topology
 
 PERSISTENT = 2
+# A connection idle for longer is serviced before a publish (see `_ready_channel`).
+SERVICE_AFTER_IDLE_SECONDS = 1.0
 MAX_ERROR_CHARS = 1000
 
 # Headers this package adds; `dlq replay` removes exactly these before republishing.
@@ -132,6 +134,7 @@ class Publisher:
         self._channel: BlockingChannel | None = None
         self._pid = os.getpid()
         self._owner: int | None = None
+        self._serviced_at = float("-inf")  # when a confirm wait last serviced the connection
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class Publisher:
                     properties=properties,
                     mandatory=mandatory,
                 )
+                self._serviced_at = time.monotonic()
                 return
             except pika.exceptions.UnroutableError:
                 raise Unroutable(routing_key, "no_route") from None
@@ -220,6 +224,7 @@ class Publisher:
             return
         try:
             self._connection.process_data_events(time_limit=0)
+            self._serviced_at = time.monotonic()
         except _CONNECTION_LOST:
             self._drop_connection()
 
@@ -248,8 +253,11 @@ class Publisher:
         if self._forked():
             self._forget()
         if self._connection is not None and self._connection.is_open:
-            # Surfaces a close the broker sent while this thread was busy elsewhere.
-            self._connection.process_data_events(time_limit=0)
+            if time.monotonic() - self._serviced_at > SERVICE_AFTER_IDLE_SECONDS:
+                # Surfaces a close the broker sent while this thread was busy elsewhere. A connection
+                # serviced just now (every confirm wait services it) is not worth the ioloop pass:
+                # a close that came since fails the publish, which reconnects and retries.
+                self._connection.process_data_events(time_limit=0)
         else:
             self._connection = open_connection(self._amqp_url, name=self._name, heartbeat=self._heartbeat)
             self._channel = None
