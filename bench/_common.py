@@ -174,6 +174,13 @@ class Reply:
             return self.received
 
 
+def publish_requests(channel: Any, request_queue: str, reply_queue: str, bodies: Sequence[dict[str, Any]]) -> None:
+    """Publish `bodies` as requests replying to `reply_queue`, one by one (confirmed on a confirming channel)."""
+    props = pika.BasicProperties(reply_to=reply_queue, content_type="application/json", delivery_mode=2)
+    for body in bodies:
+        channel.basic_publish("", request_queue, json.dumps(body).encode(), props, mandatory=True)
+
+
 class ReplyCollector:
     """Publishes requests and consumes replies on its own connection, stamping each on receipt."""
 
@@ -193,9 +200,7 @@ class ReplyCollector:
         self.replies[str(reply.get("request_id"))] = Reply(reply, time.time())
 
     def publish(self, bodies: Sequence[dict[str, Any]]) -> None:
-        props = pika.BasicProperties(reply_to=self.reply_queue, content_type="application/json", delivery_mode=2)
-        for body in bodies:
-            self._channel.basic_publish("", self.request_queue, json.dumps(body).encode(), props, mandatory=True)
+        publish_requests(self._channel, self.request_queue, self.reply_queue, bodies)
 
     def pump(self, seconds: float) -> None:
         """Take deliveries for `seconds` real seconds."""

@@ -36,6 +36,7 @@ from bench._common import (
     Section,
     deployment,
     percentile,
+    publish_requests,
     simulator,
     worker_env,
     worker_group,
@@ -159,11 +160,7 @@ def _publish_beside(amqp_url: str, collector: ReplyCollector, bodies: list[dict[
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            props = pika.BasicProperties(
-                reply_to=collector.reply_queue, content_type="application/json", delivery_mode=2
-            )
-            for body in bodies:
-                channel.basic_publish("", collector.request_queue, json.dumps(body).encode(), props, mandatory=True)
+            publish_requests(channel, collector.request_queue, collector.reply_queue, bodies)
         finally:
             connection.close()
 

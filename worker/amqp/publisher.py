@@ -9,8 +9,8 @@ then closes the connection. Rather than a heartbeat thread (BlockingConnection f
 publish after an idle second first services the connection (`process_data_events(0)`), which
 surfaces such a close, and a connection lost before or during a publish is re-opened and the publish
 retried once. That retry can duplicate a message whose confirm was lost: delivery is at least once,
-and consumers drop duplicates by `message_id`. After `os.fork` the child forgets the parent's connection (never closing
-it: the socket is shared) and opens its own.
+and consumers drop duplicates by `message_id`. After `os.fork` the child forgets the parent's
+connection (never closing it: the socket is shared) and opens its own.
 """
 
 from __future__ import annotations

@@ -158,19 +158,11 @@ class SqliteStateStore:
         return self.get_many([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[Versioned | None]:
-        found: dict[str, Versioned] = {}
-        now = time.time()
         with self._guard() as conn:
-            for start in range(0, len(keys), _GET_MANY_CHUNK):
-                chunk = list(keys[start : start + _GET_MANY_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, version, value FROM documents WHERE key IN ({marks})"  # noqa: S608
-                    " AND (expires_at IS NULL OR expires_at > ?)",
-                    (*chunk, now),
-                ).fetchall()
-                for key, version, value in rows:
-                    found[key] = Versioned(value=load_document(value), version=version)
+            found = {
+                key: Versioned(value=load_document(value), version=version)
+                for key, version, value in _live_documents(conn, "key, version, value", keys, time.time())
+            }
         return [found.get(key) for key in keys]
 
     def write(
@@ -374,7 +366,8 @@ def _write_batch(
     table (`executemany`). The writer holds the store's write lock meanwhile, and each statement
     is another wait for the GIL among the process's busy threads: per write it took four.
     """
-    current = _current_versions(conn, {w.key for w, _ in writes}, now)
+    keys = list(dict.fromkeys(w.key for w, _ in writes))
+    current: dict[str, int] = dict(_live_documents(conn, "key, version", keys, now))
     documents: dict[str, tuple[int, str, float | None] | None] = {}  # key -> what it ends as (None: gone)
     entries: dict[tuple[str, str], float | None] = {}  # (index, member) -> its score in the end
     results: list[int | None] = []
@@ -405,20 +398,18 @@ def _write_batch(
     return results
 
 
-def _current_versions(conn: sqlite3.Connection, keys: set[str], now: float) -> dict[str, int]:
-    """The live version of each of `keys` that exists (an expired document counts as gone)."""
-    found: dict[str, int] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), _GET_MANY_CHUNK):
-        chunk = ordered[start : start + _GET_MANY_CHUNK]
+def _live_documents(conn: sqlite3.Connection, columns: str, keys: Sequence[str], now: float) -> list[Any]:
+    """`columns` of those of `keys` whose document exists and has not expired, in chunks of keys."""
+    rows: list[Any] = []
+    for start in range(0, len(keys), _GET_MANY_CHUNK):
+        chunk = list(keys[start : start + _GET_MANY_CHUNK])
         marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT key, version FROM documents WHERE key IN ({marks})"  # noqa: S608 (placeholders only)
+        rows += conn.execute(
+            f"SELECT {columns} FROM documents WHERE key IN ({marks})"  # noqa: S608 (fixed columns, placeholders)
             " AND (expires_at IS NULL OR expires_at > ?)",
             (*chunk, now),
         ).fetchall()
-        found.update((key, int(version)) for key, version in rows)
-    return found
+    return rows
 
 
 class _VersionSequence:
