@@ -15,7 +15,7 @@ import pytest
 
 from worker.api.client import CallRecord
 from worker.api.rate import RateInfo
-from worker.runtime.budget import Priority, RateBudget
+from worker.runtime.budget import COLD_RETRY_SECONDS, Priority, RateBudget
 from worker.state.base import StateStore
 from worker.state.redis_store import RedisStateStore
 from worker.state.sqlite_store import SqliteStateStore
@@ -87,6 +87,23 @@ def test_first_response_replaces_the_assumed_limit(store: StateStore) -> None:
     assert budget.acquire(Priority.START, now=T).granted  # nothing known yet: the smallest plan is assumed
     budget.observe(response(limit=1_000_000, remaining=999_999, reset_at=T + 60), now=T + 0.1)
     assert drain(budget, Priority.POLL, T + 0.2, most=300) == 300
+
+
+def test_before_the_first_response_a_paced_out_caller_comes_back_soon(store: StateStore) -> None:
+    """Under the assumed smallest plan the pace would send a refused caller away for seconds (3 s
+    per call at 20/min), and a cold fleet's other families then sat out a whole idle tick while the
+    first call's answer showed an unlimited key. Until a limit is learned the wait is short; once
+    it is, the pace decides again."""
+    budget = RateBudget(store, time_scale=1.0)
+    granted = drain(budget, Priority.START, T)
+    assert 1 <= granted < 20
+    cold = budget.acquire(Priority.POLL, now=T)
+    assert not cold.granted
+    assert 0 < cold.wait <= COLD_RETRY_SECONDS
+    budget.observe(response(limit=20, remaining=20 - granted, reset_at=T + 60), now=T + 0.05)
+    known = budget.acquire(Priority.POLL, now=T + 0.05)
+    assert not known.granted
+    assert known.wait > 1.0  # a real 20/min key: the pace, not the cold retry
 
 
 def test_an_unlimited_key_costs_no_write_per_call(store: StateStore) -> None:

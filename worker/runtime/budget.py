@@ -6,7 +6,9 @@ The API allows 20-150 calls a minute per key, fleet-wide, in 60-second windows. 
 response the budget assumes the smallest plan (20 a minute).
 
 Calls are paced across the window (a small burst plus the share of the window elapsed) instead of
-burst-then-429, and a hard cap keeps the last calls of a window for the more urgent priorities:
+burst-then-429 (before the first response a refused caller comes back within COLD_RETRY_SECONDS,
+to be paced by what that response teaches), and a hard cap keeps the last calls of a window for
+the more urgent priorities:
 
 - FINISH (follow-up fetches and cancels of finished work) goes first: it may use the whole window,
   its pace runs ahead of the others', and while a FINISH caller waits nothing else is granted.
@@ -39,6 +41,10 @@ CAS_ATTEMPTS: Final = 50
 CADENCE_CALLS: Final = 28.0
 MIN_CADENCE: Final = 2.0
 MAX_CADENCE: Final = 30.0
+# Before the first response (no limit learned), a paced-out caller comes back this soon (real
+# seconds): the answer to the call already granted will tell the key's limit, and an unlimited key
+# must not keep its other families waiting out a pace computed for the assumed one.
+COLD_RETRY_SECONDS: Final = 0.1
 
 
 class Priority(IntEnum):
@@ -184,6 +190,8 @@ class RateBudget:
             return Grant(True), rolled
         wait = max(self._pacing_wait(doc, limit, priority, now), self._yield_wait(doc, priority, now))
         if wait > 0:
+            if doc.get("limit") is None:
+                wait = min(wait, COLD_RETRY_SECONDS)
             return self._refuse(doc, priority, now, wait)
         doc["remaining"] = remaining - 1
         doc["granted"] = int(doc.get("granted", 0)) + 1
