@@ -61,7 +61,7 @@ def test_reply_to_a_missing_queue_is_kept_in_unroutable(publisher: Publisher, de
     missing = f"test.{uuid.uuid4().hex}.nobody"
     before = int(time.time())
     outcome = publisher.publish_reply(missing, b'{"r":1}', reply_properties())
-    assert outcome is PublishOutcome.UNROUTABLE
+    assert outcome is PublishOutcome.NO_ROUTE
     [(properties, body)] = rabbit.drain(declared.unroutable)
     assert body == b'{"r":1}'
     headers = properties.headers
@@ -83,7 +83,7 @@ def test_reply_nacked_by_the_broker_is_kept_in_unroutable(
 ) -> None:
     full = track(f"test.{uuid.uuid4().hex}.full")
     conn.channel().queue_declare(queue=full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
-    assert publisher.publish_reply(full, b"{}", reply_properties()) is PublishOutcome.UNROUTABLE
+    assert publisher.publish_reply(full, b"{}", reply_properties()) is PublishOutcome.NACKED
     [(properties, _body)] = rabbit.drain(declared.unroutable)
     assert properties.headers["x-unroutable-reason"] == "nacked"
     assert properties.headers["x-original-routing-key"] == full

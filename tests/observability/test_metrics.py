@@ -56,13 +56,15 @@ def test_calls_are_counted_by_endpoint_and_status(m: Metrics, registry: Collecto
 def test_replies_dead_letters_and_latency(m: Metrics, registry: CollectorRegistry) -> None:
     m.reply_published("enrichment", "succeeded", "delivered")
     m.reply_published("no-such-kind", "error", "delivered")
-    m.reply_published(None, "error", "unroutable")
+    m.reply_published(None, "error", "no_route")
+    m.reply_published("content_match", "succeeded", "nacked")
     m.dead_lettered("invalid_json")
     m.request_finished("enrichment", received_at=100.0, now=104.0)
     assert sample(registry, "toksta_requests_total", kind="enrichment", status="succeeded") == 1
     assert sample(registry, "toksta_requests_total", kind="invalid", status="error") == 1
     assert sample(registry, "toksta_requests_total", kind="unknown", status="error") == 1
-    assert sample(registry, "toksta_unroutable_total", reason="reply_refused") == 1
+    assert sample(registry, "toksta_unroutable_total", reason="no_route") == 1
+    assert sample(registry, "toksta_unroutable_total", reason="nacked") == 1
     assert sample(registry, "toksta_dead_letters_total", reason="invalid_json") == 1
     assert sample(registry, "toksta_time_to_terminal_seconds_sum", kind="enrichment") == 4.0
     assert sample(registry, "toksta_time_to_terminal_seconds_bucket", kind="enrichment", le="2.5") == 0

@@ -170,7 +170,7 @@ def test_unroutable_reply_is_replayed_once_its_queue_exists(
         correlation_id="c-1",
         headers={"x-status": "succeeded"},
     )
-    assert publisher.publish_reply(reply_queue, reply, props) is PublishOutcome.UNROUTABLE
+    assert publisher.publish_reply(reply_queue, reply, props) is PublishOutcome.NO_ROUTE
     [letter] = dlq.list_messages(conn, topology.unroutable)
     assert (letter.reason, letter.original_routing_key, letter.kind) == (
         "no_route",

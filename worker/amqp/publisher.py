@@ -71,8 +71,12 @@ _CONNECTION_LOST: tuple[type[Exception], ...] = (
 
 
 class PublishOutcome(StrEnum):
+    """Where a reply went. The two refusals are kept in `<request queue>.unroutable`, their value
+    being its `x-unroutable-reason` (and the unroutable metric's `reason`)."""
+
     DELIVERED = "delivered"
-    UNROUTABLE = "unroutable"  # kept in `<request queue>.unroutable`
+    NO_ROUTE = "no_route"  # returned: no such reply queue
+    NACKED = "nacked"  # the reply queue refused it (e.g. full, with `x-overflow: reject-publish`)
 
 
 class PublishFailed(AmqpError):
@@ -183,7 +187,8 @@ class Publisher:
         )
 
     def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> PublishOutcome:
-        """Publish a reply persistent, mandatory and confirmed; keep it in `.unroutable` if refused."""
+        """Publish a reply persistent, mandatory and confirmed; keep it in `.unroutable` if refused
+        (the outcome says why)."""
         try:
             self.publish(routing_key, body, persistent_copy(properties), mandatory=True)
             return PublishOutcome.DELIVERED
@@ -194,7 +199,7 @@ class Publisher:
                 **dead_letter_stamp(),
             }
             self._publish_held(self._topology.unroutable, body, held_properties(properties, headers))
-            return PublishOutcome.UNROUTABLE
+            return PublishOutcome(exc.reason)
 
     def dead_letter(
         self,

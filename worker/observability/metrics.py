@@ -117,8 +117,8 @@ class Metrics:
     def reply_published(self, kind: object, status: str, outcome: object) -> None:
         """One copy of a reply went out (or was parked in .unroutable when the broker refused it)."""
         self.requests.labels(kind=kind_label(kind), status=str(status)).inc()
-        if str(outcome) == "unroutable":
-            self.unroutable.labels(reason="reply_refused").inc()
+        if str(outcome) != "delivered":
+            self.unroutable.labels(reason=str(outcome)).inc()  # no_route / nacked (PublishOutcome)
 
     def request_finished(self, kind: object, received_at: float, now: float | None = None) -> None:
         """A request's reply was published for the first time."""
