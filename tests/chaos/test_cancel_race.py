@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pika
@@ -22,6 +23,7 @@ from worker.amqp.publisher import Publisher
 from worker.amqp.topology import Topology
 from worker.contract.validation import MessageLimits, ValidRequest, validate_message
 from worker.ops.requester import Requester
+from worker.runtime.family_tick import FamilyTick
 from worker.runtime.intake import Delivery, Intake
 from worker.runtime.registry import Registry, request_key
 from worker.settings import Settings
@@ -187,3 +189,46 @@ def test_a_redelivered_cancel_that_already_canceled_its_target_says_so(
     again = client.collect(1, timeout=10)
     assert first["c-2"]["result"] == {"canceled": True, "reason": "before_start"}
     assert again[0].body["result"] == {"canceled": True, "reason": "before_start"}
+
+
+class HookedPublisher:
+    """A Publisher that runs `hook` once, just before the first reply it publishes, and counts replies."""
+
+    def __init__(self, inner: Publisher, hook: Callable[[], None]) -> None:
+        self._inner = inner
+        self.hook: Callable[[], None] | None = hook
+        self.message_ids: list[str] = []
+
+    def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> Any:
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        self.message_ids.append(str(properties.message_id))
+        return self._inner.publish_reply(routing_key, body, properties)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_target_the_intake_cancels_before_its_start_is_answered_once(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    """The intake finishes a waiting target canceled before its start and publishes its reply itself.
+    Its family's tick, running a finish phase in that moment, must leave the row alone: it published
+    the reply too, two replies for one request (found by tests/fuzz/test_fuzz_users.py)."""
+    settings, registry, publisher, client = setup
+    _accept(Intake(settings, registry, publisher), _enrichment("t-6"), client.reply_queue, settings)
+    counting: list[HookedPublisher] = []
+    runtime = SimpleNamespace(settings=settings, registry=registry, publisher=lambda: counting[0], call_pool=None)
+    tick = FamilyTick(runtime, "enrichment", renew=lambda: True, token="race-test")  # type: ignore[arg-type]
+    counting.append(HookedPublisher(publisher, tick.finish_phase))
+    cancel = {"request_id": "c-6", "kind": "cancel", "params": {"request_id": "t-6"}}
+
+    _accept(Intake(settings, registry, counting[0]), cancel, client.reply_queue, settings)  # type: ignore[arg-type]
+
+    assert sorted(counting[0].message_ids) == ["c-6:reply", "t-6:reply"]
+    replies = {r.body["request_id"]: r.body for r in client.collect(2, timeout=10)}
+    assert replies["t-6"]["status"] == "canceled"
+    assert replies["c-6"]["result"] == {"canceled": True, "reason": "before_start"}
+    row = registry.get(request_key(None, "t-6"))
+    assert row is not None and row.value["state"] == "done"

@@ -188,7 +188,7 @@ class FamilyTick:
     # -- 1. finished work -----------------------------------------------------------------------
 
     def finish_phase(self) -> None:
-        keys = self.registry.due("finishing", self.kind, until=float("inf"), limit=SCAN_LIMIT)
+        keys = self.registry.due("finishing", self.kind, until=time.time(), limit=SCAN_LIMIT)
         if not keys:
             return
         rows = self._load(keys)

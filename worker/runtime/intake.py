@@ -32,7 +32,7 @@ from worker.runtime.registry import (
     tombstone_key,
 )
 from worker.runtime.replies import Target, error_object
-from worker.runtime.rows import add_target, cancel_result, new_row, to_finishing
+from worker.runtime.rows import add_target, cancel_result, finished_by_intake, new_row, to_finishing
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Intake:
         row = new_row(request, message.user_id, target, now, self._deadline(request))
         canceled_by = self._canceled_by(message.user_id, request.request_id)
         if canceled_by is not None:
-            to_finishing(row, Status.CANCELED, _canceled_before_arrival(canceled_by), now, result=None)
+            finished_by_intake(row, Status.CANCELED, _canceled_before_arrival(canceled_by), now)
         if not self.registry.create(key, row):
             return False
         if canceled_by is None:
@@ -234,9 +234,7 @@ class Intake:
         row = (
             self.registry.update(
                 key,
-                lambda r: (
-                    to_finishing(r, Status.CANCELED, error, time.time(), result=None) if r["state"] == WAITING else None
-                ),
+                lambda r: finished_by_intake(r, Status.CANCELED, error, time.time()) if r["state"] == WAITING else None,
             )
             or row
         )
@@ -334,7 +332,7 @@ class Intake:
                     "canceled before its start call",
                     details={"canceled_by": cancel_row["request_id"]},
                 )
-                return to_finishing(r, Status.CANCELED, error, time.time(), result=None)
+                return finished_by_intake(r, Status.CANCELED, error, time.time())
             if r["state"] in (STARTING, RUNNING):
                 if r.get("cancel") not in (None, key):
                     outcome = {"canceled": False, "reason": "cancel_in_progress"}

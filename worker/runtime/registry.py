@@ -59,7 +59,8 @@ def row_score(row: dict[str, Any]) -> float:
         return float(min(row.get("next_start_at", 0.0), row["deadline_at"]))
     if state in (RUNNING, STARTING):
         return float(min(row.get("next_poll_at", 0.0), row.get("deadline_at", float("inf"))))
-    return float(row.get("finishing_since", 0.0))
+    # A row the intake is delivering itself waits for the tick until `tick_after` (rows.finished_by_intake).
+    return max(float(row.get("finishing_since", 0.0)), float(row.get("tick_after") or 0.0))
 
 
 def index_ops(key: str, row: dict[str, Any] | None, kind: Kind | str) -> list[IndexOp]:

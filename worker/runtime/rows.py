@@ -12,6 +12,10 @@ from worker.runtime.replies import Target
 
 FIRST_POLL_SECONDS = 2.0
 MAX_POLL_SECONDS = 30.0
+# Real seconds a row that the intake finished itself (a request canceled before its start) is left
+# to the intake's own delivery, which follows at once, before its family's tick may deliver it too:
+# both publishing made two replies. The tick still takes it afterwards if the intake never did.
+INTAKE_DELIVERS_SECONDS = 10.0
 
 
 def new_row(
@@ -68,6 +72,13 @@ def to_finishing(
     row["outcome"] = {"status": status, "error": error}
     if result is not ...:
         row["outcome"]["result"] = result
+    return row
+
+
+def finished_by_intake(row: dict[str, Any], status: str, error: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    """`to_finishing` for a row the intake finishes and delivers itself (see INTAKE_DELIVERS_SECONDS)."""
+    to_finishing(row, status, error, now, result=None)
+    row["tick_after"] = now + INTAKE_DELIVERS_SECONDS
     return row
 
 
