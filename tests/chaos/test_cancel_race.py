@@ -10,6 +10,7 @@ a request registered alone (`Intake.accept`) and for one registered with its bat
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,9 +24,12 @@ from worker.amqp.publisher import Publisher
 from worker.amqp.topology import Topology
 from worker.contract.validation import MessageLimits, ValidRequest, validate_message
 from worker.ops.requester import Requester
+from worker.runtime import deliver as delivery
 from worker.runtime.family_tick import FamilyTick
 from worker.runtime.intake import Delivery, Intake
 from worker.runtime.registry import Registry, request_key
+from worker.runtime.replies import Target
+from worker.runtime.rows import add_target, to_finishing
 from worker.settings import Settings
 from worker.state.factory import open_state_store
 
@@ -198,12 +202,14 @@ class HookedPublisher:
         self._inner = inner
         self.hook: Callable[[], None] | None = hook
         self.message_ids: list[str] = []
+        self.correlation_ids: list[str] = []
 
     def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> Any:
         if self.hook is not None:
             hook, self.hook = self.hook, None
             hook()
         self.message_ids.append(str(properties.message_id))
+        self.correlation_ids.append(str(properties.correlation_id))
         return self._inner.publish_reply(routing_key, body, properties)
 
     def __getattr__(self, name: str) -> Any:
@@ -232,3 +238,30 @@ def test_a_target_the_intake_cancels_before_its_start_is_answered_once(
     assert replies["c-6"]["result"] == {"canceled": True, "reason": "before_start"}
     row = registry.get(request_key(None, "t-6"))
     assert row is not None and row.value["state"] == "done"
+
+
+@pytest.mark.parametrize("how", ["deliver", "deliver_many"])
+def test_a_sender_joining_during_a_delivery_does_not_make_the_first_get_it_twice(
+    setup: tuple[Settings, Registry, Publisher, Requester], how: str
+) -> None:
+    """A duplicate sender joins (the intake adds its target) after the reply went to the first sender
+    and before the row is marked done: the `done` write loses to it, and the next round published to
+    the first sender again."""
+    settings, registry, publisher, client = setup
+    request_id = f"t-7-{how}"
+    _accept(Intake(settings, registry, publisher), _enrichment(request_id), client.reply_queue, settings)
+    key = request_key(None, request_id)
+    error = {"code": "CANCELED_BY_REQUEST", "message": "test", "details": None}
+    assert registry.update(key, lambda r: to_finishing(r, "canceled", error, time.time(), result=None)) is not None
+    joining = Target(client.reply_queue, "the-second-sender")
+    hooked = HookedPublisher(publisher, lambda: registry.update(key, lambda r: r if add_target(r, joining) else None))
+
+    if how == "deliver":
+        delivery.deliver(registry, hooked, key, settings.max_reply_bytes)  # type: ignore[arg-type]
+    else:
+        delivery.deliver_many(registry, hooked, [key], settings.max_reply_bytes)  # type: ignore[arg-type]
+
+    assert sorted(hooked.correlation_ids) == sorted([request_id, "the-second-sender"])
+    row = registry.get(key)
+    assert row is not None and row.value["state"] == "done" and len(row.value["published"]) == 2
+    assert sorted(r.properties.correlation_id for r in client.collect(2, timeout=10)) == sorted(hooked.correlation_ids)

@@ -4,7 +4,7 @@ The reply is fixed in the row before anything is published, so every copy (to du
 or again after a crash) carries the same body and `message_id`; fixing it drops the payload it was
 built from, which keeps finished rows small. The row becomes `done` only when
 every target has been published to; a sender who arrives while this runs is caught by the
-version check and served in the next round.
+version check and served in the next round, which publishes to nobody this delivery reached.
 
 A row that ended while a cancel request waited on it (`cancel`) answers that cancel request
 before it is marked done: once done, nothing would lead back to the waiting cancel.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from worker.amqp.publisher import Publisher
@@ -59,8 +60,20 @@ def fix_reply(row: dict[str, Any], now: float) -> dict[str, Any]:
     return row
 
 
-def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes: int) -> dict[str, Any] | None:
-    """Publish the reply of a FINISHING (or DONE) row to every target not yet served; mark it done."""
+def deliver(
+    registry: Registry,
+    publisher: Publisher,
+    key: str,
+    max_reply_bytes: int,
+    *,
+    sent: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any] | None:
+    """Publish the reply of a FINISHING (or DONE) row to every target not yet served; mark it done.
+
+    `sent`: targets this caller has published to already, whose `done` write lost to a sender joining
+    meanwhile; they are recorded, not published again (as is every target a lost round here reached).
+    """
+    reached = [dict(t) for t in sent]
     for _ in range(10):
         current = registry.get(key)
         if current is None:
@@ -80,7 +93,9 @@ def deliver(registry: Registry, publisher: Publisher, key: str, max_reply_bytes:
         first_reply = row["state"] == FINISHING
         served = [t for t in row["targets"] if t not in row["published"]]
         for target in served:
-            publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
+            if target not in reached:
+                publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
+                reached.append(target)
         row["published"] = row["published"] + served
         row["state"] = DONE
         if registry.save(key, row, version) is not None:
@@ -115,6 +130,7 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
             fixed.append((key, row, version))
     finished: list[tuple[str, dict[str, Any], int]] = []
     first: dict[str, bool] = {}
+    reached: dict[str, list[dict[str, Any]]] = {}
     for key, row, version in fixed:
         answer_cancel_of(registry, publisher, row, max_reply_bytes)
         body, status = replies.encode(row["reply"], max_reply_bytes)
@@ -122,6 +138,7 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
         served = [t for t in row["targets"] if t not in row["published"]]
         for target in served:
             publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
+        reached[key] = served
         row["published"] = row["published"] + served
         row["state"] = DONE
         finished.append((key, row, version))
@@ -131,7 +148,7 @@ def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_
         elif first[key]:
             metrics().request_finished(row["kind"], float(row["received_at"]))
     for key in alone:
-        deliver(registry, publisher, key, max_reply_bytes)
+        deliver(registry, publisher, key, max_reply_bytes, sent=reached.get(key, ()))
 
 
 def answer_cancel(
