@@ -73,7 +73,7 @@ def deliver(
     `sent`: targets this caller has published to already, whose `done` write lost to a sender joining
     meanwhile; they are recorded, not published again (as is every target a lost round here reached).
     """
-    reached = [dict(t) for t in sent]
+    reached = list(sent)
     for _ in range(10):
         current = registry.get(key)
         if current is None:

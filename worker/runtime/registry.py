@@ -72,9 +72,7 @@ def index_ops(key: str, row: dict[str, Any] | None, kind: Kind | str) -> list[In
             wanted[state_index] = row_score(row)
         if row.get("cancel") and row["state"] in (STARTING, RUNNING):
             wanted["cancels"] = 0.0
-    # Removals first, then the index the row is in: a store can take the removals in one go.
-    names = sorted(_INDEX_NAMES, key=lambda name: name in wanted)
-    return [IndexOp(index_name(name, kind), key, wanted.get(name)) for name in names]
+    return [IndexOp(index_name(name, kind), key, wanted.get(name)) for name in _INDEX_NAMES]
 
 
 class ConcurrentUpdate(RuntimeError):
