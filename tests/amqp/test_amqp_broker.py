@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import dramatiq
 import pytest
@@ -14,6 +15,9 @@ from dramatiq.middleware import Retries
 from worker.amqp.broker import TokstaBroker, make_broker
 from worker.amqp.topology import TopologyMismatch
 from worker.settings import QueueType, Settings
+
+if TYPE_CHECKING:
+    from tests.amqp.conftest import Rabbit
 
 
 @pytest.fixture
@@ -51,7 +55,7 @@ def run_one_message(broker: TokstaBroker, queue_name: str) -> list[int]:
         seen.append(value)
         done.set()
 
-    actor = dramatiq.actor(handle, broker=broker, queue_name=queue_name, actor_name=f"handle_{uuid.uuid4().hex}")
+    actor = dramatiq.actor(broker=broker, queue_name=queue_name, actor_name=f"handle_{uuid.uuid4().hex}")(handle)
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:
@@ -71,7 +75,7 @@ def test_middleware_is_explicit_without_retries_or_prometheus(amqp_url: str) -> 
 
 
 def test_quorum_actor_queues_are_quorum_and_process_messages(
-    broker_factory: Callable[[QueueType], TokstaBroker], actor_queue: str, rabbit
+    broker_factory: Callable[[QueueType], TokstaBroker], actor_queue: str, rabbit: Rabbit
 ) -> None:
     broker = broker_factory(QueueType.QUORUM)
     assert run_one_message(broker, actor_queue) == [42]
@@ -92,7 +96,7 @@ def test_quorum_actor_queues_are_quorum_and_process_messages(
 
 
 def test_classic_actor_queues_keep_dramatiqs_arguments(
-    broker_factory: Callable[[QueueType], TokstaBroker], actor_queue: str, rabbit
+    broker_factory: Callable[[QueueType], TokstaBroker], actor_queue: str, rabbit: Rabbit
 ) -> None:
     broker = broker_factory(QueueType.CLASSIC)
     assert run_one_message(broker, actor_queue) == [42]
@@ -100,7 +104,8 @@ def test_classic_actor_queues_keep_dramatiqs_arguments(
     assert rabbit.redeclare_error(actor_queue, dramatiq_arguments) is None
     assert rabbit.redeclare_error(actor_queue + ".DQ", dramatiq_arguments) is None
     assert rabbit.redeclare_error(actor_queue + ".XQ", {"x-message-ttl": DEAD_MESSAGE_TTL}) is None
-    assert "quorum" in rabbit.redeclare_error(actor_queue, {**dramatiq_arguments, "x-queue-type": "quorum"})
+    error = rabbit.redeclare_error(actor_queue, {**dramatiq_arguments, "x-queue-type": "quorum"})
+    assert error is not None and "quorum" in error
 
 
 def test_switching_queue_type_raises_topology_mismatch(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import pytest
 
 from worker.amqp.connection import AmqpUnavailable, connection_parameters, open_connection, safe_url
+
+if TYPE_CHECKING:
+    from tests.amqp.conftest import Rabbit
 
 
 def test_safe_url_masks_the_password() -> None:
@@ -40,7 +44,7 @@ def test_wrong_password_raises_without_the_password(amqp_url: str) -> None:
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-def test_connection_is_named(amqp_url: str, rabbit) -> None:
+def test_connection_is_named(amqp_url: str, rabbit: Rabbit) -> None:
     connection = open_connection(amqp_url, name="test-named-connection-4711")
     try:
         expected = f'{{"connection_name","test-named-connection-4711 (pid {os.getpid()})"}}'

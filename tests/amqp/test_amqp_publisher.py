@@ -7,12 +7,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pika
 import pytest
 
 from worker.amqp.publisher import Publisher, PublishFailed, PublishOutcome, Unroutable
 from worker.amqp.topology import Topology
+
+if TYPE_CHECKING:
+    from tests.amqp.conftest import Rabbit
 
 REPLY_PROPS = {
     "content_type": "application/json",
@@ -46,7 +50,7 @@ def reply_properties() -> pika.BasicProperties:
     return pika.BasicProperties(headers={"x-status": "succeeded"}, **REPLY_PROPS)
 
 
-def test_reply_is_delivered_persistent(publisher: Publisher, reply_queue: str, rabbit) -> None:
+def test_reply_is_delivered_persistent(publisher: Publisher, reply_queue: str, rabbit: Rabbit) -> None:
     outcome = publisher.publish_reply(reply_queue, b'{"status":"succeeded"}', reply_properties())
     assert outcome is PublishOutcome.DELIVERED
     [(properties, body)] = rabbit.drain(reply_queue)
@@ -57,7 +61,9 @@ def test_reply_is_delivered_persistent(publisher: Publisher, reply_queue: str, r
         assert getattr(properties, key) == value
 
 
-def test_reply_to_a_missing_queue_is_kept_in_unroutable(publisher: Publisher, declared: Topology, rabbit) -> None:
+def test_reply_to_a_missing_queue_is_kept_in_unroutable(
+    publisher: Publisher, declared: Topology, rabbit: Rabbit
+) -> None:
     missing = f"test.{uuid.uuid4().hex}.nobody"
     before = int(time.time())
     outcome = publisher.publish_reply(missing, b'{"r":1}', reply_properties())
@@ -79,7 +85,7 @@ def test_reply_nacked_by_the_broker_is_kept_in_unroutable(
     declared: Topology,
     conn: pika.BlockingConnection,
     track: Callable[[str], str],
-    rabbit,
+    rabbit: Rabbit,
 ) -> None:
     full = track(f"test.{uuid.uuid4().hex}.full")
     conn.channel().queue_declare(queue=full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
@@ -96,7 +102,7 @@ def test_publish_raises_unroutable_for_a_missing_queue(publisher: Publisher) -> 
 
 
 def test_dead_letter_adds_headers_and_keeps_body_and_properties(
-    publisher: Publisher, declared: Topology, rabbit
+    publisher: Publisher, declared: Topology, rabbit: Rabbit
 ) -> None:
     original = pika.BasicProperties(
         content_type="application/json",
@@ -128,14 +134,18 @@ def test_dead_letter_adds_headers_and_keeps_body_and_properties(
     assert original.headers == {"traceparent": "00-abc-def-01"}  # the caller's object is untouched
 
 
-def test_missing_dlq_is_declared_on_demand(publisher: Publisher, declared: Topology, conn, rabbit) -> None:
+def test_missing_dlq_is_declared_on_demand(
+    publisher: Publisher, declared: Topology, conn: pika.BlockingConnection, rabbit: Rabbit
+) -> None:
     conn.channel().queue_delete(queue=declared.dlq)
     publisher.dead_letter(b"{}", pika.BasicProperties(), reason="poison", error="boom", deliveries=5)
     assert rabbit.count(declared.dlq) == 1
     assert rabbit.redeclare_error(declared.dlq, {"x-queue-type": "classic"}) is None
 
 
-def test_refused_message_raises_and_the_publisher_recovers(publisher: Publisher, reply_queue: str, rabbit) -> None:
+def test_refused_message_raises_and_the_publisher_recovers(
+    publisher: Publisher, reply_queue: str, rabbit: Rabbit
+) -> None:
     with pytest.raises(PublishFailed) as caught:
         publisher.publish(reply_queue, b"x", pika.BasicProperties(user_id="somebody-else"))
     assert "406" in str(caught.value)
@@ -143,7 +153,7 @@ def test_refused_message_raises_and_the_publisher_recovers(publisher: Publisher,
     assert [body for _p, body in rabbit.drain(reply_queue)] == [b"y"]
 
 
-def test_reconnects_after_its_connection_was_closed(publisher: Publisher, reply_queue: str, rabbit) -> None:
+def test_reconnects_after_its_connection_was_closed(publisher: Publisher, reply_queue: str, rabbit: Rabbit) -> None:
     publisher.publish(reply_queue, b"1", pika.BasicProperties())
     first = publisher._connection  # the internal connection, closed under the publisher on purpose
     assert first is not None
@@ -154,7 +164,7 @@ def test_reconnects_after_its_connection_was_closed(publisher: Publisher, reply_
 
 
 def test_reconnects_after_the_broker_closed_its_connection(
-    amqp_url: str, declared: Topology, reply_queue: str, rabbit
+    amqp_url: str, declared: Topology, reply_queue: str, rabbit: Rabbit
 ) -> None:
     name = f"test-killed-{uuid.uuid4().hex}"
     publisher = Publisher(amqp_url, declared, name=name)
@@ -170,7 +180,7 @@ def test_reconnects_after_the_broker_closed_its_connection(
 
 
 def test_survives_missed_heartbeats_while_busy(
-    amqp_url: str, declared: Topology, reply_queue: str, rabbit, wait_until
+    amqp_url: str, declared: Topology, reply_queue: str, rabbit: Rabbit, wait_until: Callable[..., None]
 ) -> None:
     name = f"test-heartbeat-{uuid.uuid4().hex}"
     publisher = Publisher(amqp_url, declared, name=name, heartbeat=1)
@@ -209,7 +219,7 @@ def test_is_confined_to_its_thread(publisher: Publisher, reply_queue: str) -> No
     assert len(errors) == 1 and "thread" in str(errors[0])
 
 
-def test_a_forked_child_opens_its_own_connection(publisher: Publisher, reply_queue: str, rabbit) -> None:
+def test_a_forked_child_opens_its_own_connection(publisher: Publisher, reply_queue: str, rabbit: Rabbit) -> None:
     publisher.publish(reply_queue, b"parent-1", pika.BasicProperties())
     pid = os.fork()
     if pid == 0:  # child: must not touch the parent's socket

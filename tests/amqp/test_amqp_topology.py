@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pika
 import pytest
 
 from worker.amqp.topology import WAIT_DELAYS_MS, Topology, TopologyMismatch
 from worker.settings import QueueType
+
+if TYPE_CHECKING:
+    from tests.amqp.conftest import Rabbit
 
 
 def test_names_are_derived_from_the_request_queue() -> None:
@@ -54,36 +58,40 @@ def test_request_queue_arguments_name_the_type() -> None:
     assert Topology("rq", QueueType.CLASSIC).request_queue_arguments() == {"x-queue-type": "classic"}
 
 
-def test_classic_declare_is_idempotent(conn: pika.BlockingConnection, topology: Topology, rabbit) -> None:
+def test_classic_declare_is_idempotent(conn: pika.BlockingConnection, topology: Topology, rabbit: Rabbit) -> None:
     channel = conn.channel()
     topology.declare(channel)
     topology.declare(channel)  # twice on the same channel: no PRECONDITION_FAILED
     assert channel.is_open
     # Classic: equivalent to a declare without arguments, and a quorum redeclare is refused.
     assert rabbit.redeclare_error(topology.request_queue, None) is None
-    assert "quorum" in rabbit.redeclare_error(topology.request_queue, {"x-queue-type": "quorum"})
+    error = rabbit.redeclare_error(topology.request_queue, {"x-queue-type": "quorum"})
+    assert error is not None and "quorum" in error
     for name in (topology.dlq, topology.unroutable):
         assert rabbit.redeclare_error(name, {"x-queue-type": "classic"}) is None
     for delay in WAIT_DELAYS_MS:
         assert rabbit.redeclare_error(topology.wait_queue(delay), topology.wait_queue_arguments(delay)) is None
-        assert "x-message-ttl" in rabbit.redeclare_error(topology.wait_queue(delay), {"x-message-ttl": delay + 1})
+        error = rabbit.redeclare_error(topology.wait_queue(delay), {"x-message-ttl": delay + 1})
+        assert error is not None and "x-message-ttl" in error
 
 
 def test_quorum_declare_is_idempotent_and_keeps_holding_queues_classic(
-    conn: pika.BlockingConnection, request_queue: str, rabbit
+    conn: pika.BlockingConnection, request_queue: str, rabbit: Rabbit
 ) -> None:
     topology = Topology(request_queue=request_queue, queue_type=QueueType.QUORUM)
     topology.declare(conn.channel())
     topology.declare(conn.channel())
-    assert "quorum" in rabbit.redeclare_error(request_queue, {"x-queue-type": "classic"})
+    error = rabbit.redeclare_error(request_queue, {"x-queue-type": "classic"})
+    assert error is not None and "quorum" in error
     for delay in WAIT_DELAYS_MS:
         arguments = topology.wait_queue_arguments(delay)
         assert rabbit.redeclare_error(topology.wait_queue(delay), arguments) is None
         error = rabbit.redeclare_error(topology.wait_queue(delay), {**arguments, "x-queue-type": "classic"})
-        assert "x-queue-type" in error and "quorum" in error
+        assert error is not None and "x-queue-type" in error and "quorum" in error
     for name in (topology.dlq, topology.unroutable):
         assert rabbit.redeclare_error(name, None) is None  # classic
-        assert "quorum" in rabbit.redeclare_error(name, {"x-queue-type": "quorum"})
+        error = rabbit.redeclare_error(name, {"x-queue-type": "quorum"})
+        assert error is not None and "quorum" in error
 
 
 def test_a_classic_queue_declared_without_arguments_is_accepted(
@@ -114,7 +122,7 @@ def test_wait_queue_dead_letters_into_the_ticks_queue(
     conn: pika.BlockingConnection,
     request_queue: str,
     queue_type: QueueType,
-    rabbit,
+    rabbit: Rabbit,
     wait_until: Callable[..., None],
 ) -> None:
     topology = Topology(request_queue=request_queue, queue_type=queue_type)

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import redis
 
+from tests.store_fixtures import REDIS_URL
 from worker.ops.harness import Deployment, WorkerGroup
 from worker.ops.requester import ReceivedReply, Requester
 from worker.runtime.registry import Registry, index_name, request_key
 from worker.sim.testing import SimulatorProcess
 from worker.state.factory import open_state_store
 
-from .conftest import REDIS_URL, TIME_SCALE
+from .conftest import TIME_SCALE
 
 KINDS = ("thought_leaders", "enrichment", "content_match", "audience_match")
 

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.store_fixtures import REDIS_URL
 from worker.api.client import CallRecord
 from worker.api.rate import RateInfo
 from worker.runtime.budget import COLD_RETRY_SECONDS, Priority, RateBudget
 from worker.state.base import StateStore
 from worker.state.redis_store import RedisStateStore
 from worker.state.sqlite_store import SqliteStateStore
-
-from .conftest import REDIS_URL
 
 T = 1_800_000_000.0  # a fixed "now" (epoch seconds)
 

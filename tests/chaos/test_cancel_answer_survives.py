@@ -59,13 +59,13 @@ class StagedRuntime(Runtime):
     staged: Any = None
 
     def publisher(self) -> Publisher:
-        return self.staged if self.staged is not None else super().publisher()  # type: ignore[no-any-return]
+        return self.staged if self.staged is not None else super().publisher()
 
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[StagedRuntime]:
     queue = f"cancelans.{uuid.uuid4().hex[:10]}.requests"
-    runtime = StagedRuntime(Settings(_env_file=None, request_queue=queue, state_dir=str(tmp_path)))  # type: ignore[call-arg]
+    runtime = StagedRuntime(Settings(_env_file=None, request_queue=queue, state_dir=str(tmp_path)))
     yield runtime
     runtime.close_thread_resources()
     runtime.store.close()

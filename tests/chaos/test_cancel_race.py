@@ -198,9 +198,9 @@ def test_a_redelivered_cancel_that_already_canceled_its_target_says_so(
 class HookedPublisher:
     """A Publisher that runs `hook` once, just before the first reply it publishes, and counts replies."""
 
-    def __init__(self, inner: Publisher, hook: Callable[[], None]) -> None:
+    def __init__(self, inner: Publisher, hook: Callable[[], object]) -> None:
         self._inner = inner
-        self.hook: Callable[[], None] | None = hook
+        self.hook: Callable[[], object] | None = hook
         self.message_ids: list[str] = []
         self.correlation_ids: list[str] = []
 

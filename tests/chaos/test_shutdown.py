@@ -53,12 +53,13 @@ def _request(index: int, tag: str) -> dict[str, Any]:
     kind = KINDS[index % len(KINDS)]
     creator = str(uuid.uuid4())
     keyword = f"shutdown-{tag}-{index}"
-    params: dict[str, Any] = {
+    params_by_kind: dict[str, dict[str, Any]] = {
         "thought_leaders": {"keywords": ["B2B SaaS", "growth", "ABM", "demand generation", keyword], "count": 5},
         "enrichment": {"creator_ids": [creator]},
         "content_match": {"creator_ids": [creator], "topic_keywords": [keyword]},
         "audience_match": {"creator_ids": [creator], "audience_keywords": [keyword]},
-    }[kind]
+    }
+    params = params_by_kind[kind]
     return {"request_id": f"sd-{tag}-{index:03d}", "kind": kind, "params": params}
 
 

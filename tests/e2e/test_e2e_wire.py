@@ -428,7 +428,10 @@ def test_a_refused_shared_start_is_retried_alone(requester: Requester, sim: Simu
     so each request is re-sent on its own call; the bad one gets the API's error, the others their
     results, and no job is started twice."""
     sim.admin.add_faults({"kind": "slow", "route": CONTENT_START, "count": 1, "delay_seconds": 40})
-    params = lambda ids: {"creator_ids": ids, "topic_keywords": ["devex"]}  # noqa: E731
+
+    def params(ids: list[str]) -> dict[str, Any]:
+        return {"creator_ids": ids, "topic_keywords": ["devex"]}
+
     requester.publish({"request_id": "alone-Z", "kind": "content_match", "params": params(new_creators(1))})
     wait_until(lambda: calls(sim, CONTENT_START) == 1, 15, "the blocker's start call")
     requester.publish({"request_id": "alone-A", "kind": "content_match", "params": params(new_creators(2))})

@@ -25,10 +25,10 @@ from .helpers import CANARY_KEY
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         request_queue=f"obs.{uuid.uuid4().hex[:10]}.requests",
         state_dir=str(tmp_path / "state"),
-        toksta_api_key=CANARY_KEY,  # type: ignore[arg-type]
+        toksta_api_key=CANARY_KEY,
     )
     runtime = Runtime(settings)
     connection = open_connection(settings.amqp_url, name="obs-test")

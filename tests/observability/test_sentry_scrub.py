@@ -33,7 +33,7 @@ def event() -> dict[str, Any]:
 
 
 def test_events_lose_every_secret_and_gain_request_tags() -> None:
-    settings = Settings(_env_file=None, toksta_api_key=CANARY_KEY, sentry_dsn=DSN)  # type: ignore[call-arg, arg-type]
+    settings = Settings(_env_file=None, toksta_api_key=CANARY_KEY, sentry_dsn=DSN)
     scrubber = EventScrubber(known_secrets(settings))
     cleaned = scrubber.event(event(), {})
     text = json.dumps(cleaned)
@@ -54,6 +54,6 @@ def test_breadcrumbs_are_scrubbed_on_their_own() -> None:
 def test_known_secrets_are_the_key_and_the_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TOKSTA_API_KEY", raising=False)
     monkeypatch.delenv("SENTRY_DSN", raising=False)
-    settings = Settings(_env_file=None, toksta_api_key=CANARY_KEY, sentry_dsn=DSN)  # type: ignore[call-arg, arg-type]
+    settings = Settings(_env_file=None, toksta_api_key=CANARY_KEY, sentry_dsn=DSN)
     assert known_secrets(settings) == [CANARY_KEY, DSN]
-    assert known_secrets(Settings(_env_file=None)) == []  # type: ignore[call-arg]
+    assert known_secrets(Settings(_env_file=None)) == []

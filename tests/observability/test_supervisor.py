@@ -36,11 +36,11 @@ def test_an_unusable_multiprocess_dir_is_a_clear_error(tmp_path: Path, monkeypat
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     monkeypatch.setenv(multiproc.ENV, str(not_a_dir / "metrics"))
-    settings = Settings(_env_file=None, metrics_port=9)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, metrics_port=9)
     with pytest.raises(ExpositionError, match=multiproc.ENV):
         start_exposition(settings, 1)
 
 
 def test_port_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(multiproc.ENV, raising=False)
-    assert start_exposition(Settings(_env_file=None, metrics_port=0), 1) is None  # type: ignore[call-arg]
+    assert start_exposition(Settings(_env_file=None, metrics_port=0), 1) is None

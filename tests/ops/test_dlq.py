@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pika
 import pytest
@@ -14,6 +15,9 @@ import pytest
 from worker.amqp.publisher import Publisher, PublishOutcome
 from worker.amqp.topology import Topology
 from worker.ops import dlq
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Rabbit
 
 
 def body(n: int, kind: str = "thought_leaders") -> bytes:
@@ -41,7 +45,9 @@ def fill(publisher: Publisher, reasons: list[str]) -> list[bytes]:
     return bodies
 
 
-def test_list_parses_and_keeps_order(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_list_parses_and_keeps_order(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     bodies = fill(publisher, ["invalid_request", "poison", "no_reply_to", "poison", "too_large"])
     letters = dlq.list_messages(conn, topology.dlq)
     assert [letter.body for letter in letters] == bodies
@@ -58,7 +64,9 @@ def test_list_parses_and_keeps_order(conn, topology: Topology, publisher: Publis
     assert rabbit.bodies(topology.dlq) == bodies
 
 
-def test_list_filters_by_reason_and_age(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_list_filters_by_reason_and_age(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     fill(publisher, ["poison", "invalid_json"])
     old = {"x-dlq-id": "old-one", "x-dead-lettered-at": int(time.time()) - 7200, "x-reject-reason": "poison"}
     rabbit.publish(topology.dlq, b"{}", pika.BasicProperties(headers=old))
@@ -72,18 +80,26 @@ def test_list_filters_by_reason_and_age(conn, topology: Topology, publisher: Pub
     assert rabbit.count(topology.dlq) == 3
 
 
-def test_ids_and_age_fall_back_to_properties_and_body(conn, topology: Topology, rabbit) -> None:
+def test_ids_and_age_fall_back_to_properties_and_body(
+    conn: pika.BlockingConnection, topology: Topology, rabbit: Rabbit
+) -> None:
     stamp = int(time.time()) - 100
     rabbit.publish(topology.dlq, b"raw-1", pika.BasicProperties(message_id="mid-1", timestamp=stamp))
     rabbit.publish(topology.dlq, b"raw-2")
     by_message_id, by_body = dlq.list_messages(conn, topology.dlq)
     assert by_message_id.id == "mid-1"
-    assert by_message_id.dead_lettered_at == stamp and by_message_id.age_seconds >= 100
+    assert (
+        by_message_id.dead_lettered_at == stamp
+        and by_message_id.age_seconds is not None
+        and by_message_id.age_seconds >= 100
+    )
     assert by_body.id == hashlib.sha256(b"raw-2").hexdigest()[:16]
     assert by_body.age_seconds is None and by_body.kind is None and by_body.reason is None
 
 
-def test_show_finds_one_message_and_leaves_the_queue(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_show_finds_one_message_and_leaves_the_queue(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     bodies = fill(publisher, ["poison", "invalid_request", "poison"])
     target = dlq.list_messages(conn, topology.dlq)[1]
     shown = dlq.show(conn, topology.dlq, target.id)
@@ -94,7 +110,7 @@ def test_show_finds_one_message_and_leaves_the_queue(conn, topology: Topology, p
 
 
 def test_replay_restores_body_and_properties_and_removes_only_the_replayed(
-    conn, topology: Topology, publisher: Publisher, rabbit
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
 ) -> None:
     bodies = fill(publisher, ["poison", "poison", "invalid_request"])
     letters = dlq.list_messages(conn, topology.dlq)
@@ -108,7 +124,9 @@ def test_replay_restores_body_and_properties_and_removes_only_the_replayed(
     assert rabbit.bodies(topology.dlq) == [bodies[0], bodies[2]]
 
 
-def test_replay_all_with_reason(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_replay_all_with_reason(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     bodies = fill(publisher, ["poison", "invalid_request", "poison", "invalid_request"])
     report = dlq.replay(conn, topology, ids=None, reason="poison")
     assert len(report.replayed) == 2 and report.complete
@@ -116,14 +134,14 @@ def test_replay_all_with_reason(conn, topology: Topology, publisher: Publisher, 
     assert rabbit.bodies(topology.dlq) == [bodies[1], bodies[3]]
 
 
-def test_replay_reports_unknown_ids(conn, topology: Topology, publisher: Publisher) -> None:
+def test_replay_reports_unknown_ids(conn: pika.BlockingConnection, topology: Topology, publisher: Publisher) -> None:
     fill(publisher, ["poison"])
     report = dlq.replay(conn, topology, ids=["nope"])
     assert report.not_found == ["nope"] and not report.replayed and not report.complete
 
 
 def test_replay_acks_only_after_the_confirm(
-    conn, amqp_url: str, topology: Topology, rabbit, track: Callable[[str], str]
+    conn: pika.BlockingConnection, amqp_url: str, topology: Topology, rabbit: Rabbit, track: Callable[[str], str]
 ) -> None:
     """A request queue that nacks every publish: nothing may leave the dlq, and its order stays."""
     refusing = Topology(request_queue=f"test.{uuid.uuid4().hex}.full", queue_type=topology.queue_type)
@@ -146,7 +164,9 @@ def test_replay_acks_only_after_the_confirm(
     assert rabbit.bodies(refusing.dlq) == bodies
 
 
-def test_replay_refused_user_id_stays_in_the_dlq(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_replay_refused_user_id_stays_in_the_dlq(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     properties = original_properties(0)
     properties.user_id = "alice"  # not the replaying connection's user: the broker refuses it
     publisher.dead_letter(body(0), properties, reason="poison", error="x", deliveries=5)
@@ -160,7 +180,7 @@ def test_replay_refused_user_id_stays_in_the_dlq(conn, topology: Topology, publi
 
 
 def test_unroutable_reply_is_replayed_once_its_queue_exists(
-    conn, topology: Topology, publisher: Publisher, rabbit, track: Callable[[str], str]
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit, track: Callable[[str], str]
 ) -> None:
     reply_queue = track(f"test.{uuid.uuid4().hex}.late-replies")
     reply = json.dumps({"request_id": "r-1", "kind": "enrichment", "status": "succeeded"}).encode()
@@ -196,18 +216,20 @@ def test_unroutable_reply_is_replayed_once_its_queue_exists(
     assert rabbit.count(topology.unroutable) == 0
 
 
-def test_purge_with_reason_keeps_the_rest_in_order(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_purge_with_reason_keeps_the_rest_in_order(
+    conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit
+) -> None:
     bodies = fill(publisher, ["poison", "invalid_json", "poison", "too_large"])
     assert dlq.purge(conn, topology.dlq, reason="poison") == 2
     assert rabbit.bodies(topology.dlq) == [bodies[1], bodies[3]]
 
 
-def test_purge_all(conn, topology: Topology, publisher: Publisher, rabbit) -> None:
+def test_purge_all(conn: pika.BlockingConnection, topology: Topology, publisher: Publisher, rabbit: Rabbit) -> None:
     fill(publisher, ["poison", "invalid_json"])
     assert dlq.purge(conn, topology.dlq) == 2
     assert rabbit.count(topology.dlq) == 0
 
 
-def test_missing_queue_is_an_explicit_error(conn) -> None:
+def test_missing_queue_is_an_explicit_error(conn: pika.BlockingConnection) -> None:
     with pytest.raises(dlq.DlqError, match="does not exist"):
         dlq.list_messages(conn, f"test.{uuid.uuid4().hex}.dlq")

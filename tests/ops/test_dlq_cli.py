@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import pika
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from worker.amqp.publisher import Publisher
 from worker.amqp.topology import Topology
 from worker.ops import dlq, dlq_cli
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Rabbit
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +40,7 @@ def fill(publisher: Publisher, reasons: list[str]) -> None:
         publisher.dead_letter(body, properties, reason=reason, error=f"bad thing {n}\nline two", deliveries=n)
 
 
-def test_list_table_and_json(publisher: Publisher, conn, topology: Topology) -> None:
+def test_list_table_and_json(publisher: Publisher, conn: pika.BlockingConnection, topology: Topology) -> None:
     fill(publisher, ["invalid_request", "poison"])
     code, out, _err = cli("list")
     assert code == 0
@@ -57,7 +61,9 @@ def test_list_table_and_json(publisher: Publisher, conn, topology: Topology) -> 
     assert len(dlq.list_messages(conn, topology.dlq)) == 2
 
 
-def test_show_prints_body_properties_and_headers(publisher: Publisher, conn, topology: Topology) -> None:
+def test_show_prints_body_properties_and_headers(
+    publisher: Publisher, conn: pika.BlockingConnection, topology: Topology
+) -> None:
     fill(publisher, ["poison"])
     [letter] = dlq.list_messages(conn, topology.dlq)
     code, out, _err = cli("show", letter.id)
@@ -70,7 +76,9 @@ def test_show_prints_body_properties_and_headers(publisher: Publisher, conn, top
     assert code == 1 and "missing-id" in err
 
 
-def test_replay_by_id_and_argument_checks(publisher: Publisher, conn, topology: Topology, rabbit) -> None:
+def test_replay_by_id_and_argument_checks(
+    publisher: Publisher, conn: pika.BlockingConnection, topology: Topology, rabbit: Rabbit
+) -> None:
     fill(publisher, ["poison", "poison"])
     first, second = dlq.list_messages(conn, topology.dlq)
     code, out, _err = cli("replay", second.id)
@@ -84,7 +92,7 @@ def test_replay_by_id_and_argument_checks(publisher: Publisher, conn, topology: 
 
 
 def test_replay_unroutable_left_in_place_when_its_queue_is_missing(
-    publisher: Publisher, topology: Topology, rabbit
+    publisher: Publisher, topology: Topology, rabbit: Rabbit
 ) -> None:
     publisher.publish_reply("test.nobody.listens.here", b"{}", pika.BasicProperties())
     code, _out, err = cli("replay", "--all", "--unroutable")
@@ -95,7 +103,7 @@ def test_replay_unroutable_left_in_place_when_its_queue_is_missing(
 
 
 def test_purge_refuses_without_yes_when_not_a_terminal(
-    publisher: Publisher, topology: Topology, rabbit, monkeypatch: pytest.MonkeyPatch
+    publisher: Publisher, topology: Topology, rabbit: Rabbit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill(publisher, ["poison", "invalid_json", "poison"])
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # pytest's stdin may be anything; make it a pipe
@@ -118,7 +126,7 @@ class FakeTerminal(io.StringIO):
 def test_purge_asks_on_a_terminal(
     publisher: Publisher,
     topology: Topology,
-    rabbit,
+    rabbit: Rabbit,
     monkeypatch: pytest.MonkeyPatch,
     answer: str,
     code: int,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from canary_support import Canaries, SentryCapture, new_canaries, sentry_endpoint
+
+from tests.secrets.canary_support import Canaries, SentryCapture, new_canaries, sentry_endpoint
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from typing import Any
 
 import pika
 import pytest
-from canary_support import Canaries, SentryCapture
 
+from tests.secrets.canary_support import Canaries, SentryCapture
 from worker.ops.harness import Deployment, WorkerGroup
 from worker.ops.requester import ReceivedReply, Requester
 from worker.sim.testing import SimulatorProcess

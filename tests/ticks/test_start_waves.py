@@ -83,7 +83,7 @@ def sim() -> Iterator[SimulatorProcess]:
 @pytest.fixture
 def rt(sim: SimulatorProcess, tmp_path: Path) -> Iterator[CountingRuntime]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         request_queue=f"waves.{uuid.uuid4().hex[:10]}.requests",
         state_dir=str(tmp_path / "state"),
         toksta_base_url=sim.base_url,

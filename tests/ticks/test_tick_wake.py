@@ -36,7 +36,7 @@ def learn_limit(rt: Runtime, limit: int) -> None:
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         request_queue=f"ticks.{uuid.uuid4().hex[:10]}.requests",
         state_dir=str(tmp_path / "state"),
     )
@@ -71,7 +71,7 @@ def seqs_in(rt: Runtime, queue: str) -> list[int]:
     connection = open_connection(rt.settings.amqp_url, name="tick-wake-reader")
     try:
         channel = connection.channel()
-        found = []
+        found: list[int] = []
         while True:
             method, _props, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
