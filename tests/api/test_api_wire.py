@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from worker.api import ApiError, CallRecord, TokstaClient
+from worker.api.client import _env_proxy
 from worker.sim.testing import SimAdmin, SimulatorProcess
 
 
@@ -31,6 +32,9 @@ def test_v1_calls_carry_bearer_and_json_probes_carry_no_key(
     for request in v1:
         assert request.headers["authorization"] == f"Bearer {secret_key}"
         assert request.headers["content-type"] == "application/json"
+    for request in recording.requests:
+        assert request.headers["user-agent"].startswith("toksta-worker/")
+        assert request.headers["accept"] == "application/json"
     [probe] = probes
     assert "authorization" not in probe.headers
 
@@ -169,3 +173,18 @@ def test_debug_log_line_per_call(client: TokstaClient, caplog: pytest.LogCapture
     assert "GET /v1/jobs/{id} -> 404" in lines[1]
     assert f"request_id={info.value.toksta_request_id}" in lines[1]
     assert "error=NOT_FOUND" in lines[1]
+
+
+def test_the_proxy_environment_is_honoured_as_httpx_client_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client sends through its own transport, not httpx.Client, so it reads the proxy variables itself.
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert _env_proxy("https://api.toksta.com") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert _env_proxy("https://api.toksta.com") == "http://proxy.example:3128"
+    assert _env_proxy("https://internal.example/api") is None
+    assert _env_proxy("http://127.0.0.1:8080") is None  # no HTTP_PROXY
+    monkeypatch.setenv("ALL_PROXY", "http://all.example:8080")
+    assert _env_proxy("http://127.0.0.1:8080") == "http://all.example:8080"
