@@ -17,7 +17,7 @@ from worker.amqp.topology import TopologyMismatch
 from worker.settings import QueueType, Settings
 
 if TYPE_CHECKING:
-    from tests.amqp.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from worker.amqp.connection import AmqpUnavailable, connection_parameters, open_connection, safe_url
 
 if TYPE_CHECKING:
-    from tests.amqp.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 
 def test_safe_url_masks_the_password() -> None:

@@ -16,7 +16,7 @@ from worker.amqp.publisher import Publisher, PublishFailed, PublishOutcome, Unro
 from worker.amqp.topology import Topology
 
 if TYPE_CHECKING:
-    from tests.amqp.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 REPLY_PROPS = {
     "content_type": "application/json",

@@ -12,7 +12,7 @@ from worker.amqp.topology import WAIT_DELAYS_MS, Topology, TopologyMismatch
 from worker.settings import QueueType
 
 if TYPE_CHECKING:
-    from tests.amqp.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 
 def test_names_are_derived_from_the_request_queue() -> None:

@@ -17,7 +17,7 @@ from worker.amqp.topology import Topology
 from worker.ops import dlq
 
 if TYPE_CHECKING:
-    from tests.ops.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 
 def body(n: int, kind: str = "thought_leaders") -> bytes:

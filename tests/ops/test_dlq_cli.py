@@ -16,7 +16,7 @@ from worker.amqp.topology import Topology
 from worker.ops import dlq, dlq_cli
 
 if TYPE_CHECKING:
-    from tests.ops.conftest import Rabbit
+    from tests.rabbit_fixtures import Rabbit
 
 
 @pytest.fixture(autouse=True)
