@@ -33,6 +33,7 @@ from tests.ops.walkthrough_runner import (
     run_step,
     substitute,
 )
+from tests.rabbit_fixtures import AMQP_URL
 from worker.amqp.topology import WAIT_DELAYS_MS
 from worker.observability.metrics import Metrics
 from worker.ops import dlq_cli
@@ -40,7 +41,6 @@ from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "operations.md"
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TIME_SCALE = "0.05"
 BLOCK_TIMEOUT_SECONDS = 90.0  # one block; `submit --wait 60` is the longest
 # What the document uses that must be unique per run (whole tokens in code and expectations).

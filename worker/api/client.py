@@ -284,6 +284,7 @@ class TokstaClient:
         route: str | None = None,
         probe: bool = False,
     ) -> ApiResponse:
+        # A caller names the route only when its path carries an id (`route` is the path's template).
         url = self._url(path, fixed=route is None)
         route = route or f"{method} {path}"
         content = None if body is None else json.dumps(dict(body), allow_nan=False).encode()
