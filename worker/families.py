@@ -14,6 +14,7 @@ Nothing else in the worker inspects API payloads: the runtime asks these rules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -248,6 +249,14 @@ class FamilyRules:
     def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
         raise NotImplementedError
 
+    def poll_reader(self, data: Mapping[str, Any]) -> Callable[[Work], PollRead]:
+        """`read_poll` of one response, for each request of the call it answers.
+
+        A family whose responses list the entries of every request in the call indexes them here,
+        once per call (`_SharedResponse`), and each request then reads only its own.
+        """
+        return functools.partial(self.read_poll, data)
+
     def wants_followup(self, work: Work) -> bool:
         """`include` asks for an extra payload, fetched for succeeded items only."""
         return self.include_name is not None and self.include_name in work.include and bool(self.followup_units(work))
@@ -260,6 +269,10 @@ class FamilyRules:
 
     def read_followup(self, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         raise NotImplementedError
+
+    def followup_reader(self, data: Mapping[str, Any]) -> Callable[[Work], dict[str, Any]]:
+        """`read_followup` of one response, for each request of the call it answers (see `poll_reader`)."""
+        return functools.partial(self.read_followup, data)
 
     def result(self, payload: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
         """The reply's `result`: the filtered payload, with the `include` payload beside it."""
@@ -390,35 +403,39 @@ class EnrichmentRules(FamilyRules):
         return client.enrichment_results(body)
 
     def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
-        shared = "creator_ids" in work.selector
-        mine = set(work.selector["creator_ids"]) if shared else None
+        return self.poll_reader(data)(work)
+
+    def poll_reader(self, data: Mapping[str, Any]) -> Callable[[Work], PollRead]:
+        response = _SharedResponse(data, _creator_entry_id, _same_id)
         by_creator = _by_key(data.get("results_summary"), "creator_id")
         not_found = set(_ids(data.get("not_found_ids")))
         expired = set(_ids(data.get("expired_ids")))
-        creators = list(work.items) if shared else _dedupe([*work.items, *by_creator, *not_found, *expired])
-        items: dict[str, Item] = {}
-        for creator in creators:
-            previous = work.items.get(creator, Item())
-            if previous.status != PENDING:
-                items[creator] = previous
-            elif creator in not_found:
-                items[creator] = Item("failed", "creator not found by the API")
-            elif creator in expired:
-                items[creator] = Item("expired", "enrichment result expired")
-            elif creator in by_creator:
-                items[creator] = _enrichment_item(by_creator[creator])
-            else:
-                items[creator] = previous
-        if mine is not None:
-            payload = _filter_payload(data, lambda e: e.get("creator_id") in mine, mine, "creator_id")
-        else:
-            payload = _json_copy(dict(data))
-        pending = sum(1 for item in items.values() if item.status == PENDING)
-        _set_if(payload, "creators_requested", len(items))
-        _set_if(payload, "pending", pending)
-        _set_if(payload, "completed", len(items) - pending)
-        _set_selected(payload, len(items))
-        return PollRead(items, payload)
+
+        def read(work: Work) -> PollRead:
+            shared = "creator_ids" in work.selector
+            creators = list(work.items) if shared else _dedupe([*work.items, *by_creator, *not_found, *expired])
+            items: dict[str, Item] = {}
+            for creator in creators:
+                previous = work.items.get(creator, Item())
+                if previous.status != PENDING:
+                    items[creator] = previous
+                elif creator in not_found:
+                    items[creator] = Item("failed", "creator not found by the API")
+                elif creator in expired:
+                    items[creator] = Item("expired", "enrichment result expired")
+                elif creator in by_creator:
+                    items[creator] = _enrichment_item(by_creator[creator])
+                else:
+                    items[creator] = previous
+            payload = response.part(set(work.selector["creator_ids"])) if shared else _json_copy(dict(data))
+            pending = sum(1 for item in items.values() if item.status == PENDING)
+            _set_if(payload, "creators_requested", len(items))
+            _set_if(payload, "pending", pending)
+            _set_if(payload, "completed", len(items) - pending)
+            _set_selected(payload, len(items))
+            return PollRead(items, payload)
+
+        return read
 
 
 def _enrichment_item(entry: Mapping[str, Any]) -> Item:
@@ -468,27 +485,34 @@ class MatchRules(FamilyRules):
         raise NotImplementedError
 
     def read_poll(self, data: Mapping[str, Any], work: Work) -> PollRead:
-        mine = {bare_id(j) for j in work.selector["job_ids"]}
+        return self.poll_reader(data)(work)
+
+    def poll_reader(self, data: Mapping[str, Any]) -> Callable[[Work], PollRead]:
+        response = _SharedResponse(data, _job_entry_id, bare_id)
         by_job = {bare_id(k): v for k, v in _by_key(data.get("results_summary"), "job_id").items()}
         not_found = {bare_id(j) for j in _ids(data.get("not_found_ids"), "job_id")}
         expired = {bare_id(j) for j in _ids(data.get("expired_ids"), "job_id")}
-        items: dict[str, Item] = {}
-        for key, previous in work.items.items():
-            bare = bare_id(key)
-            if previous.status != PENDING or bare not in mine:
-                items[key] = previous
-            elif bare in not_found:
-                items[key] = Item("failed", "analysis not found by the API")
-            elif bare in expired:
-                items[key] = Item("expired", "analysis result expired")
-            elif bare in by_job:
-                status = item_status(by_job[bare].get("status"))
-                message = by_job[bare].get("error_message") if status not in ("succeeded", PENDING) else None
-                items[key] = Item(status, message)
-            else:
-                items[key] = previous
-        payload = _filter_payload(data, lambda e: bare_id(str(e.get("job_id", ""))) in mine, mine, "job_id")
-        return PollRead(items, payload)
+
+        def read(work: Work) -> PollRead:
+            mine = {bare_id(j) for j in work.selector["job_ids"]}
+            items: dict[str, Item] = {}
+            for key, previous in work.items.items():
+                bare = bare_id(key)
+                if previous.status != PENDING or bare not in mine:
+                    items[key] = previous
+                elif bare in not_found:
+                    items[key] = Item("failed", "analysis not found by the API")
+                elif bare in expired:
+                    items[key] = Item("expired", "analysis result expired")
+                elif bare in by_job:
+                    status = item_status(by_job[bare].get("status"))
+                    message = by_job[bare].get("error_message") if status not in ("succeeded", PENDING) else None
+                    items[key] = Item(status, message)
+                else:
+                    items[key] = previous
+            return PollRead(items, response.part(mine))
+
+        return read
 
     def followup_units(self, work: Work) -> list[str]:
         return [j for j in work.selector["job_ids"] if work.items.get(j, Item()).status == "succeeded"]
@@ -503,8 +527,11 @@ class MatchRules(FamilyRules):
         raise NotImplementedError
 
     def read_followup(self, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
-        mine = {bare_id(j) for j in self.followup_units(work)}
-        return _filter_payload(data, lambda e: bare_id(str(e.get("job_id", ""))) in mine, mine, "job_id")
+        return self.followup_reader(data)(work)
+
+    def followup_reader(self, data: Mapping[str, Any]) -> Callable[[Work], dict[str, Any]]:
+        response = _SharedResponse(data, _job_entry_id, bare_id)
+        return lambda work: response.part({bare_id(j) for j in self.followup_units(work)})
 
 
 class ContentMatchRules(MatchRules):
@@ -584,30 +611,76 @@ def _by_key(entries: object, key: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _filter_payload(
-    data: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool], mine: set[str], key: str
-) -> dict[str, Any]:
-    """A copy of a shared response with only this request's entries, its counts recomputed.
+class _SharedResponse:
+    """A response shared by the requests of one call, indexed once, then cut into each one's part.
 
-    The entries are chosen first and only they are copied: each of a call's n requests copies its
-    own part, not the whole response (n copies of n entries made a batch of 50 cost 2,500).
+    Its entry lists (`results_summary`, `results`) and id lists (`not_found_ids`, `expired_ids`)
+    are indexed by the id that says whose each value is; a request's part is then looked up by its
+    own ids. Each request scanning the whole response made a call of n requests cost n times the
+    response (a full enrichment batch: 50 requests, each over the 100 entries).
     """
-    normalize = bare_id if key == "job_id" else (lambda value: value)
-    payload = dict(data)
-    for list_name in ("results_summary", "results"):
-        entries = payload.get(list_name)
-        if isinstance(entries, list):
-            payload[list_name] = [e for e in entries if isinstance(e, Mapping) and keep(e)]
-    for list_name in ("not_found_ids", "expired_ids"):
-        ids = payload.get(list_name)
-        if isinstance(ids, list):
-            payload[list_name] = [i for i in ids if isinstance(i, str) and normalize(i) in mine]
-    payload = cast(dict[str, Any], _json_copy(payload))
-    not_found = len(payload.get("not_found_ids") or [])
-    _set_if(payload, "requested_count", len(mine))
-    _set_if(payload, "found_count", len(mine) - not_found)
-    _set_selected(payload, len(mine))
-    return payload
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        entry_id: Callable[[Mapping[str, Any]], str | None],
+        normalize: Callable[[str], str],
+    ) -> None:
+        self.data = data
+        self._lists = {
+            name: _positions(data.get(name), lambda e: entry_id(e) if isinstance(e, Mapping) else None)
+            for name in ("results_summary", "results")
+        }
+        self._lists.update(
+            {
+                name: _positions(data.get(name), lambda i: normalize(i) if isinstance(i, str) else None)
+                for name in ("not_found_ids", "expired_ids")
+            }
+        )
+
+    def part(self, mine: set[str]) -> dict[str, Any]:
+        """A copy of the response with only the values of the ids in `mine`, its counts recomputed.
+
+        The values are chosen first, in response order, and only they are copied.
+        """
+        payload = dict(self.data)
+        for name, index in self._lists.items():
+            if index is not None:
+                values = self.data[name]
+                payload[name] = [values[p] for p in sorted(p for ident in mine for p in index.get(ident, ()))]
+        payload = cast(dict[str, Any], _json_copy(payload))
+        not_found = len(payload.get("not_found_ids") or [])
+        _set_if(payload, "requested_count", len(mine))
+        _set_if(payload, "found_count", len(mine) - not_found)
+        _set_selected(payload, len(mine))
+        return payload
+
+
+def _positions(values: object, ident: Callable[[Any], str | None]) -> dict[str, list[int]] | None:
+    """Where each id's values sit in a response list; None when it is not a list (left as it is)."""
+    if not isinstance(values, list):
+        return None
+    index: dict[str, list[int]] = {}
+    for position, value in enumerate(values):
+        key = ident(value)
+        if key is not None:
+            index.setdefault(key, []).append(position)
+    return index
+
+
+def _job_entry_id(entry: Mapping[str, Any]) -> str:
+    """Whose a match entry is: its job id, bare (the API may echo either form)."""
+    return bare_id(str(entry.get("job_id", "")))
+
+
+def _creator_entry_id(entry: Mapping[str, Any]) -> str | None:
+    """Whose an enrichment entry is: its creator id (an entry without one is nobody's)."""
+    creator = entry.get("creator_id")
+    return creator if isinstance(creator, str) else None
+
+
+def _same_id(value: str) -> str:
+    return value
 
 
 def _json_copy(value: Any) -> Any:
@@ -653,7 +726,7 @@ def _start_jobs(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _cut_start(data: Mapping[str, Any], jobs: list[dict[str, Any]], mine: set[str]) -> dict[str, Any]:
     """A shared start response as one request would have seen it: its creators' entries only.
 
-    Copied after the cut, as in `_filter_payload`: each request copies its own entries only.
+    Copied after the cut, as in `_SharedResponse.part`: each request copies its own entries only.
     """
     view = dict(data)
     own_jobs = [job for job in jobs if _creator(job["creator_id"]) in mine]

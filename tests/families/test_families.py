@@ -71,8 +71,9 @@ def poll_until_terminal(client: TokstaClient, works: list[Work], deadline: float
             groups.setdefault(rules.poll_group(work), []).append(work)
         for batch in groups.values():
             response = rules.poll(client, batch, wait_seconds=2)
+            read_of = rules.poll_reader(response.data)
             for work in batch:
-                read = rules.read_poll(response.data, work)
+                read = read_of(work)
                 work.items = read.items
                 if read.payload is not None:
                     payloads[work.key] = read.payload

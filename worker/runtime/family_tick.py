@@ -219,8 +219,9 @@ class FamilyTick:
             except ApiError as err:
                 self._followup_failed(batch, err)
                 continue
+            read_of = self.rules.followup_reader(response.data)
             for work in batch:
-                extra = self.rules.read_followup(response.data, work)
+                extra = read_of(work)
                 self.registry.update(work.key, lambda row, e=extra: dict(row, extra=e, needs_followup=False))  # type: ignore[misc]
 
     def _followup_failed(self, batch: list[Work], err: ApiError) -> None:
@@ -639,9 +640,10 @@ class FamilyTick:
         now = time.time()
         share = 1.0 / len(batch)
         updates: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
+        read_of = self.rules.poll_reader(response.data)
         for work in batch:
             try:
-                read = self.rules.read_poll(response.data, work)
+                read = read_of(work)
             except Exception:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
                 self._row_error(work.key, share)
