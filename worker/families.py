@@ -223,16 +223,15 @@ class FamilyRules:
         if len(params_list) == 1:
             return [self.read_start(response, params_list[0])]
         owners = [{_creator(c) for c in params["creator_ids"]} for params in params_list]
-        data = response.data
-        jobs = _start_jobs(data)
+        shared = _SharedStart(response.data)
         outcomes = []
         for params, mine in zip(params_list, owners, strict=True):
-            view = dataclasses.replace(response, data=_cut_start(data, jobs, mine))
+            view = dataclasses.replace(response, data=shared.part(mine))
             outcomes.append(self.read_start(view, params))
         total = credits_of(response)
         if total is None:
             return outcomes
-        shares = _credit_shares(jobs, owners)
+        shares = _credit_shares(shared.jobs, owners)
         return [dataclasses.replace(o, credits=round(total * s, 3)) for o, s in zip(outcomes, shares, strict=True)]
 
     def poll_group(self, work: Work) -> tuple[Any, ...]:
@@ -647,7 +646,7 @@ class _SharedResponse:
         for name, index in self._lists.items():
             if index is not None:
                 values = self.data[name]
-                payload[name] = [values[p] for p in sorted(p for ident in mine for p in index.get(ident, ()))]
+                payload[name] = [values[p] for p in _owned(index, mine)]
         payload = cast(dict[str, Any], _json_copy(payload))
         not_found = len(payload.get("not_found_ids") or [])
         _set_if(payload, "requested_count", len(mine))
@@ -666,6 +665,11 @@ def _positions(values: object, ident: Callable[[Any], str | None]) -> dict[str, 
         if key is not None:
             index.setdefault(key, []).append(position)
     return index
+
+
+def _owned(index: Mapping[str, list[int]], mine: set[str]) -> list[int]:
+    """The positions of the ids in `mine`, in response order."""
+    return sorted(p for ident in mine for p in index.get(ident, ()))
 
 
 def _job_entry_id(entry: Mapping[str, Any]) -> str:
@@ -723,30 +727,42 @@ def _start_jobs(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return jobs
 
 
-def _cut_start(data: Mapping[str, Any], jobs: list[dict[str, Any]], mine: set[str]) -> dict[str, Any]:
-    """A shared start response as one request would have seen it: its creators' entries only.
+class _SharedStart:
+    """A start response shared by several requests, indexed once by creator (as `_SharedResponse`),
+    then cut into each request's view: the response as that request would have seen it alone.
 
-    Copied after the cut, as in `_SharedResponse.part`: each request copies its own entries only.
+    A job or failure that names no creator cannot be given to anyone: the payload is malformed.
     """
-    view = dict(data)
-    own_jobs = [job for job in jobs if _creator(job["creator_id"]) in mine]
-    view["jobs"] = own_jobs
-    if isinstance(data.get("job_ids"), list):
-        own_ids = {job.get("job_id") for job in own_jobs}
-        view["job_ids"] = [j for j in data["job_ids"] if j in own_ids]
-    for name in ("failures", "missing_linkedin_profiles"):
-        entries = data.get(name)
-        if not isinstance(entries, list):
-            continue
-        owners = [_ids([entry]) for entry in entries]
-        if any(not who for who in owners):
-            raise MalformedPayload(f"a shared start returned an entry of {name} without its creator_id")
-        view[name] = [entry for entry, who in zip(entries, owners, strict=True) if _creator(who[0]) in mine]
-    view = cast(dict[str, Any], _json_copy(view))
-    _set_if(view, "creators_requested", len(mine))
-    _set_if(view, "jobs_created", sum(1 for job in own_jobs if not job.get("cached")))
-    _set_selected(view, len(mine))
-    return view
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.jobs = _start_jobs(data)
+        self._jobs_at = _positions(self.jobs, lambda job: _creator(job["creator_id"])) or {}
+        self._lists: dict[str, dict[str, list[int]]] = {}
+        for name in ("failures", "missing_linkedin_profiles"):
+            entries = data.get(name)
+            if not isinstance(entries, list):
+                continue
+            owners = [_ids([entry]) for entry in entries]
+            if any(not who for who in owners):
+                raise MalformedPayload(f"a shared start returned an entry of {name} without its creator_id")
+            self._lists[name] = _positions(owners, lambda who: _creator(who[0])) or {}
+
+    def part(self, mine: set[str]) -> dict[str, Any]:
+        """One request's view: its creators' entries only, copied after the cut, counts recomputed."""
+        view = dict(self.data)
+        own_jobs = [self.jobs[p] for p in _owned(self._jobs_at, mine)]
+        view["jobs"] = own_jobs
+        if isinstance(self.data.get("job_ids"), list):
+            own_ids = {job.get("job_id") for job in own_jobs}
+            view["job_ids"] = [j for j in self.data["job_ids"] if j in own_ids]
+        for name, index in self._lists.items():
+            view[name] = [self.data[name][p] for p in _owned(index, mine)]
+        view = cast(dict[str, Any], _json_copy(view))
+        _set_if(view, "creators_requested", len(mine))
+        _set_if(view, "jobs_created", sum(1 for job in own_jobs if not job.get("cached")))
+        _set_selected(view, len(mine))
+        return view
 
 
 def _credit_shares(jobs: list[dict[str, Any]], owners: list[set[str]]) -> list[float]:
@@ -756,9 +772,13 @@ def _credit_shares(jobs: list[dict[str, Any]], owners: list[set[str]]) -> list[f
     """
     billable = [_creator(job["creator_id"]) for job in jobs if not job.get("cached")]
     units = billable or [c for mine in owners for c in mine]
+    holders_of: dict[str, list[int]] = {}
+    for i, mine in enumerate(owners):
+        for creator in mine:
+            holders_of.setdefault(creator, []).append(i)
     shares = [0.0] * len(owners)
     for creator in units:
-        holders = [i for i, mine in enumerate(owners) if creator in mine]
+        holders = holders_of.get(creator, [])
         for i in holders:
             shares[i] += 1.0 / len(holders)
     total = sum(shares)
