@@ -25,6 +25,7 @@ from worker.families import (
     FamilyRules,
     Item,
     MalformedPayload,
+    PollRead,
     StartOutcome,
     Work,
     may_resend_unconfirmed,
@@ -640,9 +641,12 @@ class FamilyTick:
         now = time.time()
         share = 1.0 / len(batch)
         updates: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
-        read_of = self.rules.poll_reader(response.data)
+        read_of: Callable[[Work], PollRead] | None = None
         for work in batch:
             try:
+                # Built once, inside the try: a response the reader cannot even index counts against
+                # each of its rows (and ends them as poison in time), as a row it cannot read does.
+                read_of = read_of or self.rules.poll_reader(response.data)
                 read = read_of(work)
             except Exception:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
