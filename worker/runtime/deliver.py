@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from worker.amqp.publisher import Publisher
@@ -25,6 +25,7 @@ from worker.runtime import replies
 from worker.runtime.registry import DONE, FINISHING, PENDING_CANCEL, Registry
 from worker.runtime.replies import Target
 from worker.runtime.rows import cancel_result, to_finishing
+from worker.state.base import Versioned
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,23 @@ def deliver(
     return None
 
 
-def deliver_many(registry: Registry, publisher: Publisher, keys: list[str], max_reply_bytes: int) -> None:
+def deliver_many(
+    registry: Registry,
+    publisher: Publisher,
+    keys: list[str],
+    max_reply_bytes: int,
+    *,
+    known: Mapping[str, Versioned] | None = None,
+) -> None:
     """`deliver` for several finished rows with two batched writes (fix the replies, mark them done)
-    instead of two per row; a row that changed meanwhile goes through `deliver` on its own."""
+    instead of two per row; a row that changed meanwhile goes through `deliver` on its own.
+
+    `known`: rows the caller has just read, used instead of reading them again (and changed in
+    place); a stale one loses its write and goes through `deliver`, which reads it afresh."""
     now = time.time()
     fixed: list[tuple[str, dict[str, Any], int]] = []
     unfixed: list[tuple[str, dict[str, Any], int]] = []
-    for key, current in zip(keys, registry.get_many(keys), strict=True):
+    for key, current in zip(keys, registry.read_many(keys, known or {}), strict=True):
         if current is None:
             continue
         row = current.value

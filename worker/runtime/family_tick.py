@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from worker.api.client import ApiResponse
 from worker.api.errors import ApiError
@@ -40,7 +40,9 @@ from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
 from worker.runtime.start_batches import start_groups
 from worker.runtime.ticks import tick_clock
+from worker.state.base import Versioned
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ROW_ERROR_LIMIT = 5
@@ -192,21 +194,22 @@ class FamilyTick:
         keys = self.registry.due("finishing", self.kind, until=time.time(), limit=SCAN_LIMIT)
         if not keys:
             return
-        rows = self._load(keys)
-        needing = [(k, r) for k, r in rows if r.get("needs_followup")]
+        rows = self._read(keys)
+        needing = [(k, c.value) for k, c in rows.items() if c.value.get("needs_followup")]
         if needing:
             self._followups(needing)
-            rows = self._load(keys)
-        for _key, row in rows:
-            if row.get("needs_followup"):
-                self._answer_cancel_of(row)  # not delivered yet; delivering answers the others' (deliver.py)
-        ready = [key for key, row in rows if not row.get("needs_followup")]
+            rows = self._read(keys)
+        for current in rows.values():
+            if current.value.get("needs_followup"):
+                self._answer_cancel_of(current.value)  # not delivered yet; delivering answers the others' (deliver.py)
+        ready = [(k, c) for k, c in rows.items() if not c.value.get("needs_followup")]
         # Each confirm waits for the broker to store the reply: publish from several connections
         # at once (one per pool thread) so those waits overlap.
         self._overlapped(self._deliver, _chunks(ready, CALL_CONCURRENCY, at_least=REPLIES_PER_CONNECTION))
 
-    def _deliver(self, keys: list[str]) -> None:
-        delivery.deliver_many(self.registry, self.rt.publisher(), keys, self.settings.max_reply_bytes)
+    def _deliver(self, rows: list[tuple[str, Versioned]]) -> None:
+        keys = [key for key, _ in rows]
+        delivery.deliver_many(self.registry, self.rt.publisher(), keys, self.settings.max_reply_bytes, known=dict(rows))
 
     def _followups(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
@@ -326,7 +329,9 @@ class FamilyTick:
     def start_phase(self) -> None:
         now = time.time()
         ready: list[tuple[str, dict[str, Any]]] = []
-        for key, row in self._load(self.registry.due("waiting", self.kind, until=now, limit=SCAN_LIMIT)):
+        loaded = self._read(self.registry.due("waiting", self.kind, until=now, limit=SCAN_LIMIT))
+        for key, current in loaded.items():
+            row = current.value
             if row["state"] != WAITING:
                 continue
             if now >= row["deadline_at"]:
@@ -341,7 +346,7 @@ class FamilyTick:
             # Asked before every wave: a cold fleet's first call teaches the budget the key's limit,
             # and on a roomy key the rest of the round overlaps instead of going one at a time.
             size = START_WAVE if len(groups) - sent > 1 and self.rt.budget.roomy() else 1
-            self._start_wave(groups[sent : sent + size])
+            self._start_wave(groups[sent : sent + size], loaded)
             sent += size
 
     def _overlapped(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -368,11 +373,12 @@ class FamilyTick:
 
         self.registry.update(key, expire)
 
-    def _start_wave(self, groups: list[list[str]]) -> None:
+    def _start_wave(self, groups: list[list[str]], loaded: Mapping[str, Versioned]) -> None:
         """Up to START_WAVE start calls (see start_batches): each takes its budget grant, then one
         batched write claims every row, the calls go out at once on the call pool (they wait on
         the network, not the CPU), and one batched write records them. A budget refusal stops the
-        wave at that call; the calls granted before it still go out."""
+        wave at that call; the calls granted before it still go out. The claim starts from the
+        rows as the phase `loaded` them, and the record from the rows as the claim wrote them."""
         self._check_draining()
         granted: list[list[str]] = []
         refused: BudgetWait | None = None
@@ -385,10 +391,13 @@ class FamilyTick:
         if granted:
             if not self.renew():
                 raise Superseded(self.kind)
-            claims = self.registry.update_many({key: self._claim for group in granted for key in group})
+            keys = [key for group in granted for key in group]
+            claims = self.registry.update_many_versioned(
+                dict.fromkeys(keys, self._claim), known={k: loaded[k] for k in keys if k in loaded}
+            )
             calls: list[list[tuple[str, dict[str, Any]]]] = []
             for group in granted:
-                call = [(k, row) for k in group if (row := claims.get(k)) is not None and self._owns(row)]
+                call = [(k, c.value) for k in group if (c := claims.get(k)) is not None and self._owns(c.value)]
                 if call:
                     calls.append(call)
             results = self._overlapped(self._call_start, calls)
@@ -400,7 +409,7 @@ class FamilyTick:
                     continue
                 running.update(self._record_start(call, result))
             if running:
-                self.registry.update_many(running)
+                self.registry.update_many(running, known={k: c for k in running if (c := claims.get(k)) is not None})
         if refused is not None:
             raise refused
 
@@ -571,7 +580,9 @@ class FamilyTick:
         horizon = now + self.settings.scaled(self.settings.poll_coalesce_seconds)
         keys = self.registry.due("running", self.kind, until=horizon, limit=POLL_SCAN)
         groups: dict[tuple[Any, ...], list[Work]] = defaultdict(list)
-        for key, row in self._load(keys):
+        loaded = self._read(keys)
+        for key, current in loaded.items():
+            row = current.value
             if row["state"] == STARTING:
                 if row.get("start_token") != self.token:
                     self._recover_unconfirmed(key, row)
@@ -593,21 +604,30 @@ class FamilyTick:
             batches.extend(split)
             if group[0] != "solo":
                 last_of_group[group] = split[-1]
-        self._fill(last_of_group, set(keys), horizon, now)
+        self._fill(last_of_group, set(keys), horizon, now, loaded)
         for batch in batches:
-            self._poll_batch(batch, now)
+            self._poll_batch(batch, now, loaded)
 
     def _fill(
-        self, last_of_group: dict[tuple[Any, ...], list[Work]], taken: set[str], after: float, now: float
+        self,
+        last_of_group: dict[tuple[Any, ...], list[Work]],
+        taken: set[str],
+        after: float,
+        now: float,
+        loaded: dict[str, Versioned],
     ) -> None:
-        """Top up each group's last batch with the family's next-due rows of that group."""
+        """Top up each group's last batch with the family's next-due rows of that group (adding
+        the rows it reads to `loaded`)."""
         room = {group: self.rules.batch_limit - self._units(batch) for group, batch in last_of_group.items()}
         if not any(r > 0 for r in room.values()):
             return
         index = index_name("running", self.kind)
         upcoming = self.rt.store.index_range(index, min_score=after, max_score=float("inf"), limit=FILL_SCAN)
         keys = [k for k, score in upcoming if k not in taken and score > after]
-        for key, row in self._load(keys):
+        more = self._read(keys)
+        loaded.update(more)
+        for key, current in more.items():
+            row = current.value
             if row["state"] != RUNNING or row.get("poll_alone") or now >= row["deadline_at"]:
                 continue
             work = work_of(key, row)
@@ -628,9 +648,10 @@ class FamilyTick:
         nxt = self.rt.store.index_range(index, min_score=now - cadence, max_score=now + cadence, limit=1)
         return max(now, nxt[0][1]) if nxt else now + cadence
 
-    def _poll_batch(self, batch: list[Work], round_start: float) -> None:
+    def _poll_batch(self, batch: list[Work], round_start: float, loaded: Mapping[str, Versioned]) -> None:
         """One call of a round; its rows' next poll counts from the round's start, not this call's end,
-        so the calls of one round (however long it takes) stay one round in the next cadence."""
+        so the calls of one round (however long it takes) stay one round in the next cadence. The
+        rows are written from what the round `loaded` (each batch's rows are its own)."""
         keys = [w.key for w in batch]
         wait = self.settings.poll_wait_seconds if len(batch) == 1 else 0
         try:
@@ -653,7 +674,7 @@ class FamilyTick:
                 self._row_error(work.key, share)
                 continue
             updates[work.key] = lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start)  # type: ignore[misc]
-        self.registry.update_many(updates)
+        self.registry.update_many(updates, known={k: loaded[k] for k in updates if k in loaded})
 
     def _apply_poll(
         self, row: dict[str, Any], read: Any, now: float, share: float, round_start: float
@@ -804,7 +825,11 @@ class FamilyTick:
             raise BudgetWait(0.0)
 
     def _load(self, keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, v.value) for k, v in zip(keys, self.registry.get_many(keys), strict=True) if v is not None]
+        return [(k, v.value) for k, v in self._read(keys).items()]
+
+    def _read(self, keys: list[str]) -> dict[str, Versioned]:
+        """The rows of `keys` that exist, in order, with their versions."""
+        return {k: v for k, v in zip(keys, self.registry.get_many(keys), strict=True) if v is not None}
 
     def _batches(self, groups: dict[tuple[Any, ...], list[Work]]) -> list[list[Work]]:
         """Split each group so no call carries more ids than the endpoint takes."""
@@ -848,7 +873,7 @@ def _upstream_unavailable(last: dict[str, Any], details: dict[str, Any]) -> dict
     )
 
 
-def _chunks(items: list[str], most: int, *, at_least: int) -> list[list[str]]:
+def _chunks(items: list[T], most: int, *, at_least: int) -> list[list[T]]:
     """`items` in at most `most` contiguous chunks of at least `at_least` (the last may be shorter)."""
     if not items:
         return []
