@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pika
 
 from worker.contract.canonical import sha256_hex
@@ -106,9 +107,18 @@ def encode(body: dict[str, Any], max_bytes: int) -> tuple[bytes, str]:
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON. A lone surrogate (a request may carry one as `\\ud800`, e.g. in an
-    unknown key an INVALID_REQUEST reply names) has no UTF-8 form: then every non-ASCII character
-    is written as a JSON escape instead, which is the same JSON text."""
+    """Compact UTF-8 JSON, by orjson (every reply is encoded once a delivery: ~10x faster than `json`).
+
+    What orjson refuses, `json` writes: a lone surrogate (a request may carry one as `\\ud800`, e.g.
+    in an unknown key an INVALID_REQUEST reply names), which has no UTF-8 form, so every non-ASCII
+    character is written as a JSON escape instead (the same JSON text); an integer past 64 bits; or
+    nesting deeper than orjson's 255 levels. (A non-finite float, which no stored row can hold,
+    would be written as null, where `json` wrote NaN, which is not JSON.)
+    """
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError
+        pass
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     try:
         return text.encode("utf-8")
