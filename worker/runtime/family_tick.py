@@ -392,9 +392,7 @@ class FamilyTick:
             if not self.renew():
                 raise Superseded(self.kind)
             keys = [key for group in granted for key in group]
-            claims = self.registry.update_many_versioned(
-                dict.fromkeys(keys, self._claim), known={k: loaded[k] for k in keys if k in loaded}
-            )
+            claims = self.registry.update_many_versioned(dict.fromkeys(keys, self._claim), known=loaded)
             calls: list[list[tuple[str, dict[str, Any]]]] = []
             for group in granted:
                 call = [(k, c.value) for k in group if (c := claims.get(k)) is not None and self._owns(c.value)]
@@ -674,7 +672,7 @@ class FamilyTick:
                 self._row_error(work.key, share)
                 continue
             updates[work.key] = lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start)  # type: ignore[misc]
-        self.registry.update_many(updates, known={k: loaded[k] for k in updates if k in loaded})
+        self.registry.update_many(updates, known=loaded)
 
     def _apply_poll(
         self, row: dict[str, Any], read: Any, now: float, share: float, round_start: float

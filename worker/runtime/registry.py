@@ -158,14 +158,15 @@ class Registry:
         """`update_many`, returning each row with the version it was written (or found) at.
 
         `known`: rows the caller has just read (or written), which its first round starts from
-        instead of reading them again. They are given away: a mutation changes them in place. A
-        tick reads its due rows, then writes each of them once or twice; reading every row again
-        before each write was a third of the documents a request decodes. One that went stale
-        meanwhile only loses its write, and is then read afresh, as any row changed under us is.
+        instead of reading them again (those of other keys are ignored). The ones used are given
+        away: a mutation changes them in place. A tick reads its due rows, then writes each of them
+        once or twice; reading every row again before each write was 4 of the 9 documents a request
+        decoded. One that went stale meanwhile only loses its write, and is then read afresh, as
+        any row changed under us is.
         """
         results: dict[str, Versioned | None] = {}
         pending = dict(mutations)
-        given = {key: current for key, current in (known or {}).items() if key in pending}
+        given: Mapping[str, Versioned] = known or {}
         for _ in range(attempts):
             if not pending:
                 return results
