@@ -35,6 +35,7 @@ from worker.families import (
 from worker.runtime import deliver as delivery
 from worker.runtime.budget import Grant, Priority
 from worker.runtime.context import CALL_CONCURRENCY, Runtime
+from worker.runtime.poll_grid import nearest_round
 from worker.runtime.registry import DONE, FINISHING, RUNNING, STARTING, WAITING, index_name
 from worker.runtime.replies import error_object
 from worker.runtime.rows import next_interval, to_finishing, work_of
@@ -640,11 +641,12 @@ class FamilyTick:
         return sum(max(1, len(self.rules.poll_units(w))) for w in batch)
 
     def _first_poll_at(self, now: float) -> float:
-        """A started row joins the family's next poll round (within one cadence) instead of opening one."""
+        """A started row joins the family's next poll round (within one cadence) instead of opening
+        one; with none in flight, its first poll is the family's grid instant a cadence or so away."""
         index = index_name("running", self.kind)
         cadence = self.cadence
         nxt = self.rt.store.index_range(index, min_score=now - cadence, max_score=now + cadence, limit=1)
-        return max(now, nxt[0][1]) if nxt else now + cadence
+        return max(now, nxt[0][1]) if nxt else nearest_round(now + cadence, cadence, self.kind)
 
     def _poll_batch(self, batch: list[Work], round_start: float, loaded: Mapping[str, Versioned]) -> None:
         """One call of a round; its rows' next poll counts from the round's start, not this call's end,
@@ -695,7 +697,9 @@ class FamilyTick:
                 return self._deadline_row(row, now)
             row["next_poll_at"] = now  # the next round cancels the job at the API first (`_deadline`)
             return row
-        row["next_poll_at"] = round_start + self.cadence  # the family's next round: every row polled here stays in step
+        # The family's next round on its grid: the rows of this round stay together, and those polled
+        # off the grid (a round cut by the budget, a slow call) join the others (see poll_grid).
+        row["next_poll_at"] = nearest_round(round_start + self.cadence, self.cadence, self.kind)
         return row
 
     def _terminal(self, row: dict[str, Any], now: float) -> dict[str, Any]:
