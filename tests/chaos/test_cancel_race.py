@@ -10,6 +10,7 @@ a request registered alone (`Intake.accept`) and for one registered with its bat
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from worker.ops.requester import Requester
 from worker.runtime import deliver as delivery
 from worker.runtime.family_tick import FamilyTick
 from worker.runtime.intake import Delivery, Intake
-from worker.runtime.registry import Registry, request_key
+from worker.runtime.registry import Registry, request_key, tombstone_key
 from worker.runtime.replies import Target
 from worker.runtime.rows import add_target, to_finishing
 from worker.settings import Settings
@@ -265,3 +266,170 @@ def test_a_sender_joining_during_a_delivery_does_not_make_the_first_get_it_twice
     row = registry.get(key)
     assert row is not None and row.value["state"] == "done" and len(row.value["published"]) == 2
     assert sorted(r.properties.correlation_id for r in client.collect(2, timeout=10)) == sorted(hooked.correlation_ids)
+
+
+class LateTombstoneRegistry:
+    """A Registry on which the cancel's first look at its target comes before the target's create
+    (it finds no row), and `hook` runs just after the cancel writes its tombstone."""
+
+    def __init__(self, inner: Registry, target_key: str) -> None:
+        self._inner = inner
+        self._target_key = target_key
+        self._looked = False
+        self.hook: Callable[[], object] | None = None
+
+    def update(self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any] | None:
+        if key == self._target_key and not self._looked:
+            self._looked = True
+            return None  # the first look: the target's row is not there yet
+        return self._inner.update(key, mutate)
+
+    def tombstone(self, user_id: str | None, request_id: str, cancel_request_id: str) -> None:
+        self._inner.tombstone(user_id, request_id, cancel_request_id)
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class LateCheckRegistry:
+    """A Registry that runs `hook` once, just before the target's second tombstone check (the one
+    after its create)."""
+
+    def __init__(self, inner: Registry, tombstone: str) -> None:
+        self._inner = inner
+        self._tombstone = tombstone
+        self._checks = 0
+        self.hook: Callable[[], object] | None = None
+
+    def get(self, key: str) -> Any:
+        if key == self._tombstone:
+            self._checks += 1
+            if self._checks == 2 and self.hook is not None:
+                hook, self.hook = self.hook, None
+                hook()
+        return self._inner.get(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class PausingPublisher:
+    """A Publisher (its own connection: pika's are not thread-safe) that records the message ids it
+    publishes in a shared list and holds the reply `pause_on` until released: a delivery in progress."""
+
+    def __init__(self, settings: Settings, published: list[str], pause_on: str) -> None:
+        self._inner = Publisher(settings.amqp_url, Topology.from_settings(settings), name="race-test-paused")
+        self._published = published
+        self._pause_on = pause_on
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> Any:
+        if properties.message_id == self._pause_on:
+            self.reached.set()
+            self.release.wait(timeout=30)
+        self._published.append(str(properties.message_id))
+        return self._inner.publish_reply(routing_key, body, properties)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class RecordingPublisher:
+    """The test's own Publisher, recording the message ids it publishes in the shared list."""
+
+    def __init__(self, inner: Publisher, published: list[str]) -> None:
+        self._inner = inner
+        self._published = published
+
+    def publish_reply(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> Any:
+        self._published.append(str(properties.message_id))
+        return self._inner.publish_reply(routing_key, body, properties)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class InFlight:
+    """`accept` run in a thread until its publisher holds the reply it pauses on."""
+
+    def __init__(self, publisher: PausingPublisher, run: Callable[[], object]) -> None:
+        self.publisher = publisher
+        self.thread = threading.Thread(target=run, daemon=True)
+
+    def start_and_hold(self) -> None:
+        self.thread.start()
+        assert self.publisher.reached.wait(timeout=10), "the first delivery never reached its publish"
+
+    def finish(self) -> None:
+        self.publisher.release.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+        self.publisher.close()
+
+
+def _replied_once_each(published: list[str], client: Requester, target_id: str, cancel_id: str) -> None:
+    assert sorted(published) == sorted([f"{cancel_id}:reply", f"{target_id}:reply"])
+    replies = [r.body for r in client.collect(3, timeout=3)]  # a third would be a duplicate
+    assert sorted(r["request_id"] for r in replies) == sorted([cancel_id, target_id])
+    by_id = {r["request_id"]: r for r in replies}
+    assert by_id[target_id]["status"] == "canceled"
+    assert by_id[target_id]["error"]["details"] == {"canceled_by": cancel_id}
+    assert by_id[cancel_id]["result"] == {"canceled": True, "reason": "before_start"}
+
+
+def test_a_target_that_finds_the_tombstone_first_is_answered_once(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    """The cancel finds no target and writes its tombstone; the target registers, finds the tombstone,
+    cancels itself and is publishing its reply when the cancel looks again and finds it canceled by
+    it. Only the target's registration answers the target: the cancel published its reply a second
+    time (found by tests/fuzz/test_fuzz_users.py)."""
+    settings, registry, publisher, client = setup
+    published: list[str] = []
+    paused = PausingPublisher(settings, published, "t-8:reply")
+    target = InFlight(
+        paused,
+        lambda: _accept(Intake(settings, registry, paused), _enrichment("t-8"), client.reply_queue, settings),  # type: ignore[arg-type]
+    )
+    racing = LateTombstoneRegistry(registry, request_key(None, "t-8"))
+    racing.hook = target.start_and_hold
+    cancel = {"request_id": "c-8", "kind": "cancel", "params": {"request_id": "t-8"}}
+
+    mine = RecordingPublisher(publisher, published)
+    _accept(Intake(settings, racing, mine), cancel, client.reply_queue, settings)  # type: ignore[arg-type]
+    target.finish()
+
+    _replied_once_each(published, client, "t-8", "c-8")
+
+
+def test_a_cancel_that_finds_the_new_target_first_is_the_only_one_to_answer_it(
+    setup: tuple[Settings, Registry, Publisher, Requester],
+) -> None:
+    """The cancel finds no target and writes its tombstone; the target registers; the cancel's second
+    look finds it waiting, cancels it and is publishing its reply when the target's check after its
+    create finds the tombstone. Only the cancel answers the target: the registration published its
+    reply a second time."""
+    settings, registry, publisher, client = setup
+    published: list[str] = []
+    paused = PausingPublisher(settings, published, "t-9:reply")
+    missing_first = LateTombstoneRegistry(registry, request_key(None, "t-9"))
+    cancel = {"request_id": "c-9", "kind": "cancel", "params": {"request_id": "t-9"}}
+    canceling = InFlight(
+        paused,
+        lambda: _accept(Intake(settings, missing_first, paused), cancel, client.reply_queue, settings),  # type: ignore[arg-type]
+    )
+    late_check = LateCheckRegistry(registry, tombstone_key(None, "t-9"))
+    late_check.hook = canceling.start_and_hold
+
+    mine = RecordingPublisher(publisher, published)
+    _accept(Intake(settings, late_check, mine), _enrichment("t-9"), client.reply_queue, settings)  # type: ignore[arg-type]
+    canceling.finish()
+
+    _replied_once_each(published, client, "t-9", "c-9")

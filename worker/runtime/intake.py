@@ -205,9 +205,9 @@ class Intake:
         taken = [False] * len(items)
         woken: set[str] = set()
         # A cancel may have run between the read above and the create: see `_register`.
-        for (i, key, row), tomb in zip(made, self.registry.get_many([tombs[i] for i, _, _ in made]), strict=True):
+        for (i, key, _), tomb in zip(made, self.registry.get_many([tombs[i] for i, _, _ in made]), strict=True):
             taken[i] = True
-            canceled_by = None if tomb is None else self._canceled_late(key, row, _canceled_by_of(tomb.value))
+            canceled_by = None if tomb is None else self._canceled_late(key, _canceled_by_of(tomb.value))
             self._registered(key, items[i][1], canceled_by, woken)
         return taken
 
@@ -224,21 +224,24 @@ class Intake:
             # writing its tombstone, we look for the tombstone after writing the row: one of us sees the other).
             late = self._canceled_by(message.user_id, request.request_id)
             if late is not None:
-                canceled_by = self._canceled_late(key, row, late)
+                canceled_by = self._canceled_late(key, late)
         self._registered(key, request, canceled_by, set())
         return True
 
-    def _canceled_late(self, key: str, row: dict[str, Any], late: str) -> str | None:
-        """Cancel a just-created row whose tombstone appeared meanwhile; the cancel's id if it applied."""
+    def _canceled_late(self, key: str, late: str) -> str | None:
+        """Cancel a just-created row whose tombstone appeared meanwhile; the cancel's id if this call
+        applied it. When the cancel's own handler got there first (it found the row after writing
+        the tombstone), that handler delivers the reply: answering here too would publish it twice."""
         error = _canceled_before_arrival(late)
-        row = (
-            self.registry.update(
-                key,
-                lambda r: finished_by_intake(r, Status.CANCELED, error, time.time()) if r["state"] == WAITING else None,
-            )
-            or row
-        )
-        return late if row["state"] == FINISHING else None
+        applied = False
+
+        def cancel(r: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal applied
+            applied = r["state"] == WAITING
+            return finished_by_intake(r, Status.CANCELED, error, time.time()) if applied else None
+
+        self.registry.update(key, cancel)
+        return late if applied else None
 
     def _registered(self, key: str, request: ValidRequest, canceled_by: str | None, woken: set[str]) -> None:
         """After the row is created: answer a request canceled before it arrived, else wake its family
@@ -314,12 +317,15 @@ class Intake:
         target_id = cancel_row["params"]["request_id"]
         target_key = request_key(message.user_id, target_id)
         outcome: dict[str, Any] | None = None
+        finished_here = False  # this call ended the target, so this call delivers its reply
 
         def mark(r: dict[str, Any]) -> dict[str, Any] | None:
-            nonlocal outcome
+            nonlocal outcome, finished_here
+            finished_here = False
             error_details = ((r.get("outcome") or {}).get("error") or {}).get("details") or {}
             if r["state"] in (FINISHING, DONE) and error_details.get("canceled_by") == cancel_row["request_id"]:
                 # This cancel already did it (a retry, a race): here, or in the target's tick (`cancel`).
+                # Whoever ended the target delivers its reply (or the tick, after `tick_after`).
                 outcome = cancel_result(r) if r.get("cancel") == key else {"canceled": True, "reason": "before_start"}
                 return None
             if r["kind"] == Kind.CANCEL.value or r["state"] in (FINISHING, DONE):
@@ -332,6 +338,7 @@ class Intake:
                     "canceled before its start call",
                     details={"canceled_by": cancel_row["request_id"]},
                 )
+                finished_here = True
                 return finished_by_intake(r, Status.CANCELED, error, time.time())
             if r["state"] in (STARTING, RUNNING):
                 if r.get("cancel") not in (None, key):
@@ -348,7 +355,7 @@ class Intake:
             updated = self.registry.update(target_key, mark)
         if updated is None:
             outcome = {"canceled": True, "reason": "before_start"}
-        elif outcome is not None and outcome.get("reason") == "before_start":
+        elif finished_here:
             self._deliver(target_key)
         elif outcome is None:
             self.wake(str(updated["kind"]))  # the target's tick cancels it
