@@ -1,10 +1,11 @@
 """Coalescing, end to end: a poll round costs as few calls as the endpoints' batch limits allow,
 whatever the number of worker processes, and the ingress never holds more than its prefetch.
 
-Rounds are measured with the simulator's per-route counters: a round is over when its route's
-counter has been still for a while (a family's rounds follow the poll cadence the key's rate limit
-affords, 14 simulated seconds at 120 calls a minute; a round itself takes a fraction of that), and
-the calls between two such quiet points are one round.
+Rounds are measured with the simulator's own record of when each call of a route arrived: calls
+with less than QUIET seconds between them are one round (a family's rounds follow the poll cadence
+the key's rate limit affords, 14 simulated seconds at 120 calls a minute; a round itself takes a
+fraction of that). The simulator's clock decides, so a stall of the test process cannot run two
+rounds together.
 """
 
 from __future__ import annotations
@@ -53,29 +54,41 @@ def calls(sim: SimulatorProcess, route: str) -> int:
 
 
 def quiet_count(sim: SimulatorProcess, route: str, timeout: float = 20.0) -> int:
-    """The route's call count once it has not changed for QUIET seconds (between two rounds)."""
+    """The route's call count once the simulator has had no call of it for QUIET seconds (between two rounds)."""
     deadline = time.monotonic() + timeout
-    last, since = calls(sim, route), time.monotonic()
     while time.monotonic() < deadline:
-        current = calls(sim, route)
-        if current != last:
-            last, since = current, time.monotonic()
-        elif time.monotonic() - since >= QUIET:
-            return current
+        seen = sim.admin.calls(route)
+        if not seen["times"] or seen["now"] - seen["times"][-1] >= QUIET:
+            return int(seen["count"])
         time.sleep(0.01)
     raise AssertionError(f"{route} never went quiet for {QUIET} s within {timeout} s")
 
 
+def split_rounds(times: list[float]) -> list[list[float]]:
+    """Arrival times, in order, cut wherever the route was quiet for QUIET seconds."""
+    rounds: list[list[float]] = []
+    for at in times:
+        if rounds and at - rounds[-1][-1] < QUIET:
+            rounds[-1].append(at)
+        else:
+            rounds.append([at])
+    return rounds
+
+
 def round_costs(sim: SimulatorProcess, route: str, rounds: int, since: int | None = None) -> list[int]:
     """Calls to `route` in each of the next `rounds` poll rounds (after call number `since`, when given)."""
-    costs = []
     before = quiet_count(sim, route) if since is None else since
-    for _ in range(rounds):
-        wait_until(lambda b=before: calls(sim, route) > b, 20, f"the next round on {route}")  # type: ignore[misc]
-        after = quiet_count(sim, route)
-        costs.append(after - before)
-        before = after
-    return costs
+    deadline = time.monotonic() + 20 * rounds
+    while time.monotonic() < deadline:
+        seen = sim.admin.calls(route)
+        kept_from = int(seen["count"]) - len(seen["times"])  # the call number of the oldest time kept
+        found = split_rounds(seen["times"][max(0, before - kept_from) :])
+        if found and seen["now"] - found[-1][-1] < QUIET:
+            found.pop()  # the last round may still be going on
+        if len(found) >= rounds:
+            return [len(r) for r in found[:rounds]]
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {rounds} rounds on {route} after call {before} in {20 * rounds} s")
 
 
 def slow_second_call(sim: SimulatorProcess, route: str, per_round: int) -> int:

@@ -87,3 +87,16 @@ def test_stats_count_routes_starts_and_duplicates(api: Api, sim: SimulatorProces
     assert stats["starts_by_body"][body_sha256(body)] == 2
     assert stats["duplicate_starts"] == 1 and stats["jobs_created"] == 3
     assert stats["status_counts"] == {"202": 3, "400": 1}
+
+
+def test_calls_gives_each_route_s_arrival_times_on_the_simulator_s_clock(api: Api, sim: SimulatorProcess) -> None:
+    sim.admin.reset()
+    for _ in range(3):
+        api.call("GET", "/v1/", expect=200)
+    seen = sim.admin.calls("GET /v1/")
+    assert seen["count"] == 3 and len(seen["times"]) == 3
+    assert seen["times"] == sorted(seen["times"]) and seen["times"][-1] <= seen["now"]
+    unused = sim.admin.calls("POST /v1/jobs/results:bulk")
+    assert unused["count"] == 0 and unused["times"] == []
+    response = httpx.get(f"{sim.base_url}/_sim/calls")
+    assert response.status_code == 400 and "route" in response.json()["error"]

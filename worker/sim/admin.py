@@ -35,6 +35,13 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(state.stats.to_json(state.balance))
 
 
+async def calls(request: web.Request) -> web.Response:
+    route = request.query.get("route")
+    if not route:
+        return _bad("query parameter `route` is required, e.g. `POST /v1/jobs/results:bulk`")
+    return web.json_response(sim_of(request).state.stats.calls_json(route))
+
+
 async def reset(request: web.Request) -> web.Response:
     sim_of(request).reset()
     return web.json_response({"reset": True})
@@ -120,6 +127,7 @@ async def force_job(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/stats", stats)
+    app.router.add_get("/_sim/calls", calls)
     app.router.add_post("/_sim/reset", reset)
     app.router.add_get("/_sim/config", get_config)
     app.router.add_post("/_sim/config", post_config)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+import time
+from collections import Counter, deque
 from typing import Any
+
+# Arrival times kept per route for `GET /_sim/calls` (the newest ones; a test reads a few rounds).
+CALL_TIMES_KEPT = 10_000
 
 
 def body_sha256(body: object) -> str:
@@ -17,6 +21,7 @@ def body_sha256(body: object) -> str:
 class Stats:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.call_times: dict[str, deque[float]] = {}
         self.calls_total = 0
         self.status_counts: Counter[str] = Counter()
         self.rate_limited = 0
@@ -30,6 +35,15 @@ class Stats:
     def record_call(self, route_key: str) -> None:
         self.calls[route_key] += 1
         self.calls_total += 1
+        times = self.call_times.setdefault(route_key, deque(maxlen=CALL_TIMES_KEPT))
+        times.append(time.monotonic())
+
+    def calls_json(self, route_key: str) -> dict[str, Any]:
+        """The route's call count and its calls' arrival times (monotonic seconds, the newest
+        CALL_TIMES_KEPT), with the simulator's `now` on the same clock: a test splits calls into
+        rounds by the simulator's own clock, which a stalled test process cannot blur."""
+        times = list(self.call_times.get(route_key, ()))
+        return {"count": self.calls[route_key], "times": times, "now": time.monotonic()}
 
     def record_status(self, status: int | str) -> None:
         self.status_counts[str(status)] += 1

@@ -42,6 +42,11 @@ class SimAdmin:
         result: dict[str, Any] = self._json(self._client.get("/_sim/stats"))
         return result
 
+    def calls(self, route: str) -> dict[str, Any]:
+        """`route`'s call count, its calls' arrival times and the simulator's now (one monotonic clock)."""
+        result: dict[str, Any] = self._json(self._client.get("/_sim/calls", params={"route": route}))
+        return result
+
     def reset(self) -> None:
         self._json(self._client.post("/_sim/reset"))
 
