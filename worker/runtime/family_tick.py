@@ -604,8 +604,12 @@ class FamilyTick:
             if group[0] != "solo":
                 last_of_group[group] = split[-1]
         self._fill(last_of_group, set(keys), horizon, now, loaded)
+        # The family's next round on its grid, from this round's start: the rows of this round stay
+        # together, and those polled off the grid (a round cut by the budget, a slow call) join the
+        # others (see poll_grid).
+        next_round = nearest_round(now + self.cadence, self.cadence, self.kind)
         for batch in batches:
-            self._poll_batch(batch, now, loaded)
+            self._poll_batch(batch, next_round, loaded)
 
     def _fill(
         self,
@@ -648,10 +652,10 @@ class FamilyTick:
         nxt = self.rt.store.index_range(index, min_score=now - cadence, max_score=now + cadence, limit=1)
         return max(now, nxt[0][1]) if nxt else nearest_round(now + cadence, cadence, self.kind)
 
-    def _poll_batch(self, batch: list[Work], round_start: float, loaded: Mapping[str, Versioned]) -> None:
-        """One call of a round; its rows' next poll counts from the round's start, not this call's end,
-        so the calls of one round (however long it takes) stay one round in the next cadence. The
-        rows are written from what the round `loaded` (each batch's rows are its own)."""
+    def _poll_batch(self, batch: list[Work], next_round: float, loaded: Mapping[str, Versioned]) -> None:
+        """One call of a round; its rows still running are next polled at `next_round`, the round's,
+        not a cadence after this call's end, so the calls of one round (however long it takes) stay
+        one round. The rows are written from what the round `loaded` (each batch's rows are its own)."""
         keys = [w.key for w in batch]
         wait = self.settings.poll_wait_seconds if len(batch) == 1 else 0
         try:
@@ -673,11 +677,11 @@ class FamilyTick:
                 log.exception("could not read a poll response", extra={"request_id": work.key})
                 self._row_error(work.key, share)
                 continue
-            updates[work.key] = lambda r, rd=read: self._apply_poll(r, rd, now, share, round_start)  # type: ignore[misc]
+            updates[work.key] = lambda r, rd=read: self._apply_poll(r, rd, now, share, next_round)  # type: ignore[misc]
         self.registry.update_many(updates, known=loaded)
 
     def _apply_poll(
-        self, row: dict[str, Any], read: Any, now: float, share: float, round_start: float
+        self, row: dict[str, Any], read: Any, now: float, share: float, next_round: float
     ) -> dict[str, Any] | None:
         if row["state"] != RUNNING:
             if row["state"] != DONE:
@@ -697,9 +701,7 @@ class FamilyTick:
                 return self._deadline_row(row, now)
             row["next_poll_at"] = now  # the next round cancels the job at the API first (`_deadline`)
             return row
-        # The family's next round on its grid: the rows of this round stay together, and those polled
-        # off the grid (a round cut by the budget, a slow call) join the others (see poll_grid).
-        row["next_poll_at"] = nearest_round(round_start + self.cadence, self.cadence, self.kind)
+        row["next_poll_at"] = next_round
         return row
 
     def _terminal(self, row: dict[str, Any], now: float) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from worker.contract.models import ANALYSIS_KINDS
 
+# Each family's offset on the grid, as a share of the cadence: the families spread evenly.
+_PHASES = {kind.value: index / len(ANALYSIS_KINDS) for index, kind in enumerate(ANALYSIS_KINDS)}
+
 
 def phase(kind: str) -> float:
-    """The family's offset on the grid, as a share of the cadence: the families spread evenly."""
-    kinds = [k.value for k in ANALYSIS_KINDS]
-    return kinds.index(kind) / len(kinds) if kind in kinds else 0.0
+    """The family's offset on the grid, as a share of the cadence."""
+    return _PHASES[kind]
 
 
 def nearest_round(t: float, cadence: float, kind: str) -> float:
