@@ -8,6 +8,8 @@ test can live through minutes of API time in a fraction of a second.
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import time
 from datetime import UTC, datetime
 
@@ -42,4 +44,12 @@ class SimClock:
 
 
 def iso_from_epoch(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The whole second `epoch` falls in, as the API writes it. Rounded to microseconds first, as
+    `datetime.fromtimestamp` does, so a time a hair before a second reads as that second."""
+    return _iso_second(math.floor(round(epoch, 6)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    """Cached: every job view carries several timestamps, mostly of the same few seconds."""
+    return datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

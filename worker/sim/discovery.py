@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -36,11 +37,17 @@ class Progress:
 
 def plan(job: Job) -> Plan:
     """Candidates analyzed, approved and returned when the job runs to completion."""
-    rng = rng_for("discovery", job.uid)
-    cap = int(job.params.get("max_candidates_to_analyze", 100))
+    return _plan(job.uid, int(job.params.get("max_candidates_to_analyze", 100)), int(job.params.get("count", 10)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _plan(uid: str, cap: int, count: int) -> Plan:
+    """Cached: a job's status, credits and rows each ask for its plan, and each plan seeds an RNG
+    (about 10% of the simulator's CPU in bench/pipeline.py, whose cores it shares with the worker)."""
+    rng = rng_for("discovery", uid)
     total = rng.randint(max(1, cap // 2), cap)
     approved = max(1, round(total * rng.uniform(0.2, 0.45)))
-    return Plan(total=total, approved=approved, rows=min(int(job.params.get("count", 10)), approved))
+    return Plan(total=total, approved=approved, rows=min(count, approved))
 
 
 def progress(job: Job, status: str, now: float) -> Progress:
