@@ -73,4 +73,11 @@ def credits_used(job: Job, status: str, now: float) -> int:
 
 def row_creator_ids(job: Job) -> list[str]:
     """The creators a finished job returns, best first."""
-    return [derived_uuid("row", job.uid, str(rank)) for rank in range(1, plan(job).rows + 1)]
+    return list(_row_creator_ids(job.uid, plan(job).rows))
+
+
+@functools.lru_cache(maxsize=4096)
+def _row_creator_ids(uid: str, rows: int) -> tuple[str, ...]:
+    """Cached: a job's rows are named when it is created (the creators the simulator has seen) and
+    again on every poll that returns them, a uuid5 each."""
+    return tuple(derived_uuid("row", uid, str(rank)) for rank in range(1, rows + 1))

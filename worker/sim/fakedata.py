@@ -12,7 +12,6 @@ import random
 import uuid
 
 _NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-4c59-9a1e-0d2b8c7f5e31")
-_NAMESPACE_BYTES = _NAMESPACE.bytes
 _FIRST = ("Jane", "Sam", "Priya", "Lukas", "Maria", "Kenji", "Amara", "Tom", "Elena", "Omar", "Nina", "Raj")
 _LAST = ("Marketer", "Builder", "Okafor", "Schmidt", "Rossi", "Tanaka", "Silva", "Novak", "Haddad", "Berg")
 _TITLES = ("VP Marketing", "Head of Growth", "CMO", "Demand Gen Lead", "Founder", "Product Marketing Manager")
@@ -26,13 +25,7 @@ def rng_for(*parts: str) -> random.Random:
 
 
 def derived_uuid(*parts: str) -> str:
-    """`str(uuid.uuid5(_NAMESPACE, "|".join(parts)))`, without building the UUID object (a
-    discovery job's rows are named by one each, on every poll that returns them)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
 
 @functools.lru_cache(maxsize=65536)
