@@ -80,7 +80,7 @@ def deliver(
         if current is None:
             return None
         row = current.value
-        if row["state"] not in (FINISHING, DONE) or (row.get("outcome") is None and row.get("reply") is None):
+        if not _servable(row):
             return row
         if row.get("reply") is None:
             fix_reply(row, time.time())
@@ -89,16 +89,7 @@ def deliver(
                 continue
         else:
             version = current.version
-        answer_cancel_of(registry, publisher, row, max_reply_bytes)
-        body, status = replies.encode(row["reply"], max_reply_bytes)
-        first_reply = row["state"] == FINISHING
-        served = [t for t in row["targets"] if t not in row["published"]]
-        for target in served:
-            if target not in reached:
-                publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
-                reached.append(target)
-        row["published"] = row["published"] + served
-        row["state"] = DONE
+        first_reply = _serve(registry, publisher, row, max_reply_bytes, reached)
         if registry.save(key, row, version) is not None:
             if first_reply:
                 metrics().request_finished(row["kind"], float(row["received_at"]))
@@ -127,7 +118,7 @@ def deliver_many(
         if current is None:
             continue
         row = current.value
-        if row["state"] not in (FINISHING, DONE) or (row.get("outcome") is None and row.get("reply") is None):
+        if not _servable(row):
             continue
         if row.get("reply") is None:
             unfixed.append((key, fix_reply(row, now), current.version))
@@ -143,15 +134,8 @@ def deliver_many(
     first: dict[str, bool] = {}
     reached: dict[str, list[dict[str, Any]]] = {}
     for key, row, version in fixed:
-        answer_cancel_of(registry, publisher, row, max_reply_bytes)
-        body, status = replies.encode(row["reply"], max_reply_bytes)
-        first[key] = row["state"] == FINISHING
-        served = [t for t in row["targets"] if t not in row["published"]]
-        for target in served:
-            publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
-        reached[key] = served
-        row["published"] = row["published"] + served
-        row["state"] = DONE
+        reached[key] = []
+        first[key] = _serve(registry, publisher, row, max_reply_bytes, reached[key])
         finished.append((key, row, version))
     for (key, row, _), version in zip(finished, registry.save_many(finished), strict=True):
         if version is None:
@@ -160,6 +144,33 @@ def deliver_many(
             metrics().request_finished(row["kind"], float(row["received_at"]))
     for key in alone:
         deliver(registry, publisher, key, max_reply_bytes, sent=reached.get(key, ()))
+
+
+def _servable(row: dict[str, Any]) -> bool:
+    """A row with a reply to publish: finishing or done, with an outcome or a fixed reply."""
+    finished: bool = row["state"] in (FINISHING, DONE)
+    return finished and (row.get("outcome") is not None or row.get("reply") is not None)
+
+
+def _serve(
+    registry: Registry, publisher: Publisher, row: dict[str, Any], max_reply_bytes: int, reached: list[dict[str, Any]]
+) -> bool:
+    """Serve a row whose reply is fixed: answer the cancel waiting on it, publish the reply to every
+    target not yet published to, and mark the row done in memory (the caller saves it).
+
+    `reached`: targets this caller has published to already (not published again); the ones served
+    here are added. Returns whether this is the row's first reply (it was still finishing)."""
+    answer_cancel_of(registry, publisher, row, max_reply_bytes)
+    body, status = replies.encode(row["reply"], max_reply_bytes)
+    first_reply: bool = row["state"] == FINISHING
+    served = [t for t in row["targets"] if t not in row["published"]]
+    for target in served:
+        if target not in reached:
+            publish_to(publisher, Target.from_dict(target), row["reply"], body, status)
+            reached.append(target)
+    row["published"] = row["published"] + served
+    row["state"] = DONE
+    return first_reply
 
 
 def answer_cancel(
