@@ -101,10 +101,37 @@ FAULTS: list[dict[str, Any]] = [
 ]
 
 
+# Ports for the services the run restarts are drawn from here up to the kernel's ephemeral range.
+PRIVATE_PORT_MIN = 20000
+_PORTS = random.SystemRandom()  # not the run's seeded generator: its plan must not depend on ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1 below the kernel's ephemeral range.
+
+    A service the run restarts must get its port back. A port from the ephemeral range (what binding
+    port 0 hands out) can meanwhile become the local end of any outgoing connection on the machine,
+    and the restarted service then cannot listen on it.
+    """
+    high = _ephemeral_low() - 1
+    for _ in range(500):
+        port = _PORTS.randint(PRIVATE_PORT_MIN, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PRIVATE_PORT_MIN}-{high}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when it cannot be read)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, PRIVATE_PORT_MIN + 1000)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
@@ -173,10 +200,25 @@ class PrivateRabbit:
 
     def start(self, timeout: float = 90.0) -> None:
         subprocess.run(["rabbitmq-server", "-detached"], env=self._env(), check=True, capture_output=True, timeout=60)
-        wait_until(self._accepts, timeout, f"RabbitMQ node {self.node} on port {self.port}", step=0.25)
+        try:
+            wait_until(self._accepts, timeout, f"RabbitMQ node {self.node} on port {self.port}", step=0.25)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; from its log:\n{self.log_excerpt()}") from None
         done = self._ctl("await_startup", "--timeout", str(int(timeout)))
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl await_startup failed: {done.stdout}{done.stderr}")
+
+    def log_excerpt(self, lines: int = 15) -> str:
+        """The node's first errors (its last lines if none), for a failure's message: the log's
+        directory goes with `close`, and a failed boot logs its cause first, then pages of fallout."""
+        try:
+            text = (self.dir / "log" / f"{self.node}.log").read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        every = text.splitlines()
+        errors = [line for line in every if "[error]" in line or "[critical]" in line]
+        chosen = errors[:lines] if errors else every[-lines:]
+        return "\n".join(line[:300] for line in chosen)
 
     def _accepts(self) -> bool:
         try:
